@@ -1,0 +1,5 @@
+"""`python -m mgcli` (also what torchrun launches)."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,122 @@
+"""Checkpoints: everything needed to rebuild a model, in one file, loaded without pickled code.
+
+A checkpoint is a plain dict (so `torch.load(..., weights_only=True)` reads it):
+  format        "mgcli-checkpoint-1"
+  model         registry name, e.g. "ms-sincresnet"
+  config        the model's config dataclass as a dict
+  labels        class names, in logit order
+  audio         {"sample_rate", "clip_samples"}
+  state_dict    the weights
+  train         (training checkpoints only) epoch, optimiser state, settings, history
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import MgcError
+from .audio import SAMPLE_RATE
+from .models import build
+
+FORMAT = "mgcli-checkpoint-1"
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+
+@dataclass
+class GenreModel:
+    """A model ready to classify: the network, its labels and where it runs."""
+
+    name: str
+    network: nn.Module
+    labels: list[str]
+    device: torch.device
+
+    @property
+    def clip_samples(self) -> int:
+        return self.network.config.clip_samples
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    """"auto" is CUDA when present, else the CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise MgcError(f"unknown device {device!r} (use auto, cpu or cuda)")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise MgcError("CUDA was asked for but no CUDA device is available (use --device cpu)")
+    return torch.device(device)
+
+
+def make_checkpoint(name: str, network: nn.Module, labels: list[str], train: dict | None = None) -> dict:
+    checkpoint: dict[str, Any] = {
+        "format": FORMAT,
+        "model": name,
+        "config": dataclasses.asdict(network.config),
+        "labels": list(labels),
+        "audio": {"sample_rate": SAMPLE_RATE, "clip_samples": network.config.clip_samples},
+        "state_dict": {k: v.detach().cpu() for k, v in network.state_dict().items()},
+    }
+    if train is not None:
+        checkpoint["train"] = train
+    return checkpoint
+
+
+def save_checkpoint(checkpoint: dict, path: str | Path) -> None:
+    """Write atomically: an interrupted save leaves the previous file intact."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(checkpoint, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise MgcError(f"{path}: no such checkpoint")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive
+        raise MgcError(f"{path}: not a checkpoint (not a file written by torch.save)")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise MgcError(f"{path}: not a readable checkpoint ({reason[:200]})") from None
+    required = {"format", "model", "config", "labels", "audio", "state_dict"}
+    if not isinstance(checkpoint, dict) or not required <= set(checkpoint) or checkpoint["format"] != FORMAT:
+        raise MgcError(f"{path}: not an mgcli checkpoint")
+    if checkpoint["audio"]["sample_rate"] != SAMPLE_RATE:
+        raise MgcError(f"{path}: made for {checkpoint['audio']['sample_rate']} Hz audio, mgcli uses {SAMPLE_RATE}")
+    return checkpoint
+
+
+def model_from_checkpoint(checkpoint: dict, device: torch.device, source: str = "checkpoint") -> GenreModel:
+    """Rebuild the network a checkpoint describes and load its weights."""
+    network = build(checkpoint["model"], **checkpoint["config"])
+    try:
+        network.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()[0]
+        raise MgcError(f"{source}: its weights do not fit model {checkpoint['model']!r} ({first})") from None
+    network.to(device).eval()
+    return GenreModel(checkpoint["model"], network, list(checkpoint["labels"]), device)
+
+
+def default_weights() -> Path:
+    path = WEIGHTS_DIR / "default.pt"
+    if not path.is_file():
+        raise MgcError(f"no shipped weights at {path}: pass --weights CKPT (make one with `mgc train`)")
+    return path
+
+
+def load_model(weights: str | Path | None = None, device: str = "auto") -> GenreModel:
+    """Load a trained classifier from a checkpoint file (default: the shipped weights)."""
+    path = Path(weights) if weights else default_weights()
+    return model_from_checkpoint(load_checkpoint(path), pick_device(device), str(path))

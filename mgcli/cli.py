@@ -1,0 +1,369 @@
+"""The `mgc` command: a thin layer over the library. Torch is imported only inside commands."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import MgcError, __version__
+
+app = typer.Typer(
+    help="Music genre classification: MS-SincResNet and friends.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+Device = Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")]
+Hop = Annotated[float, typer.Option(help="Seconds between clip starts (paper: 0.5; default: back-to-back 3-s clips).")]
+Aggregate = Annotated[str, typer.Option(help="Clips to track: mean_prob, vote (paper) or mean_logit.")]
+
+
+def main() -> None:
+    """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""
+    try:
+        app()
+    except MgcError as error:
+        err.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"mgcli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = False,
+) -> None:
+    pass
+
+
+def _parse_sets(pairs: list[str]) -> dict:
+    """`--set key=value` model overrides; values are JSON where they parse (numbers, lists, booleans)."""
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise MgcError(f"--set takes key=value, got {pair!r}")
+        try:
+            overrides[key] = json.loads(value)
+        except ValueError:
+            overrides[key] = value
+    return overrides
+
+
+# ---------------------------------------------------------------- predict
+
+
+@app.command()
+def predict(
+    paths: Annotated[list[Path], typer.Argument(help="Audio files and/or folders (searched recursively).")],
+    weights: Annotated[Optional[Path], typer.Option(help="Checkpoint to use (default: the shipped weights).")] = None,
+    top_k: Annotated[int, typer.Option("--top-k", min=1, help="Genres to show per file.")] = 3,
+    csv: Annotated[Optional[Path], typer.Option(help="Write one row per file: path,genre,probability,<labels>,error.")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the results as JSON.")] = None,
+    hop: Hop = 3.0,
+    aggregate: Aggregate = "mean_prob",
+    batch_size: Annotated[int, typer.Option(min=1, help="Clips per forward pass.")] = 16,
+    skip_existing: Annotated[bool, typer.Option(help="Resume --csv: keep its finished rows and skip those files.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --csv file.")] = False,
+    device: Device = "auto",
+) -> None:
+    """Tag audio files with their genre."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from .checkpoint import load_model
+    from .data import find_audio
+    from .predict import AGGREGATIONS, CsvWriter, classify_files, top_k as best_of, write_json
+
+    if aggregate not in AGGREGATIONS:
+        raise MgcError(f"unknown aggregation {aggregate!r} (use {', '.join(AGGREGATIONS)})")
+    files = find_audio(paths)
+    if not files:
+        raise MgcError("no audio files found in " + ", ".join(map(str, paths)))
+    model = load_model(weights, device)
+    writer = CsvWriter(csv, model.labels, resume=skip_existing, overwrite=overwrite) if csv else None
+    todo = [f for f in files if writer is None or str(f) not in writer.done]
+    if writer and len(todo) < len(files):
+        err.print(f"skipping {len(files) - len(todo)} files already in {csv}")
+
+    results = []
+    failed = 0
+    single = len(files) == 1 and not csv
+    with Progress(
+        TextColumn("tagging"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=err, transient=True, disable=single,
+    ) as progress:
+        task = progress.add_task("files", total=len(todo))
+        for result in classify_files(model, todo, hop, aggregate, batch_size):
+            results.append(result)
+            if writer:
+                writer.write(result)
+            if result.error:
+                failed += 1
+                progress.console.print(f"[red]failed:[/red] {result.error}", highlight=False)
+            elif not csv and not single:
+                genre, p = best_of(result.probabilities, model.labels, 1)[0]
+                progress.console.print(f"{result.path}\t{genre}\t{p:.3f}", highlight=False)
+            progress.advance(task)
+    if writer:
+        writer.close()
+    if json_out:
+        write_json(json_out, results, model.labels, top_k)
+
+    if single and not results[0].error:
+        out.print(f"{results[0].path} ({results[0].clips} clips, {aggregate})", highlight=False)
+        table = Table()
+        table.add_column("genre")
+        table.add_column("probability", justify="right")
+        for genre, p in best_of(results[0].probabilities, model.labels, top_k):
+            table.add_row(genre, f"{p:.3f}")
+        out.print(table)
+    elif not single:
+        target = f" → {csv}" if csv else ""
+        err.print(f"tagged {len(results) - failed} files, {failed} failed{target}")
+    if failed:
+        raise typer.Exit(1)
+
+
+# ---------------------------------------------------------------- datasets
+
+
+@app.command()
+def preprocess(
+    data: Annotated[Path, typer.Argument(help="Folder-per-genre tree or CSV manifest (path,label[,split]).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Cache folder to write (reused when run again).")],
+) -> None:
+    """Decode a dataset once into a compact 16 kHz cache that train and evaluate read."""
+    from rich.progress import Progress
+
+    from .data import find_tracks, preprocess as build_cache
+
+    tracks = find_tracks(data)
+    with Progress(console=err, transient=True) as progress:
+        task = progress.add_task("decoding", total=len(tracks))
+        report = build_cache(tracks, out_dir, on_track=lambda _: progress.advance(task))
+    for path, error in report.failed:
+        err.print(f"[yellow]skipped:[/yellow] {error}", highlight=False)
+    out.print(
+        f"{out_dir}: {report.cached} tracks decoded, {report.reused} reused, {len(report.failed)} skipped"
+    )
+
+
+def _load_tracks(data: Path, cache: Path | None, default_cache: Path) -> list:
+    """Tracks of a dataset, decoded into a cache first unless `data` already is one."""
+    from .data import find_tracks, preprocess as build_cache, read_cache
+
+    tracks = find_tracks(data)
+    if tracks and tracks[0].cache_file:
+        return tracks
+    cache = cache or default_cache
+    err.print(f"decoding {len(tracks)} tracks into {cache} (reused next time)")
+    report = build_cache(tracks, cache)
+    for _, error in report.failed:
+        err.print(f"[yellow]skipped:[/yellow] {error}", highlight=False)
+    return read_cache(cache)
+
+
+def _train_config(**values) -> "TrainConfig":
+    from .train import TrainConfig
+
+    return TrainConfig(**{k: v for k, v in values.items() if v is not None})
+
+
+# ---------------------------------------------------------------- train
+
+
+@app.command()
+def train(
+    data: Annotated[Path, typer.Option(help="Dataset folder, CSV manifest or preprocess cache.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Run folder: last.pt, best.pt, log.jsonl.")],
+    model: Annotated[str, typer.Option(help="Model name (see `mgc models`).")] = "ms-sincresnet",
+    set_: Annotated[list[str], typer.Option("--set", help="Model config override key=value (repeatable).")] = [],
+    epochs: Annotated[int, typer.Option(min=1)] = 100,
+    split_file: Annotated[Optional[Path], typer.Option(help="CSV with path,split columns (train/valid/test).")] = None,
+    folds: Annotated[Optional[int], typer.Option(help="Stratified k-fold: number of folds.")] = None,
+    fold: Annotated[Optional[int], typer.Option(help="With --folds: the fold held out for validation.")] = None,
+    valid_fraction: Annotated[float, typer.Option(help="Without a split: stratified validation share.")] = 0.2,
+    batch_size: Annotated[Optional[int], typer.Option(min=1)] = None,
+    clips_per_track: Annotated[Optional[int], typer.Option(min=1, help="Random clips per track per epoch (paper: 4).")] = None,
+    optimizer: Annotated[Optional[str], typer.Option(help="sgd (paper) or adam.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Learning rate after warm-up (paper: 0.005).")] = None,
+    warmup_epochs: Annotated[Optional[int], typer.Option(help="Epochs at 1e-5 first (paper: 5).")] = None,
+    balance: Annotated[Optional[str], typer.Option(help="Class balance: loss, sampler or none.")] = None,
+    eval_hop: Annotated[Optional[float], typer.Option(help="Validation clip hop in seconds.")] = None,
+    seed: Annotated[Optional[int], typer.Option()] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Data-loading worker processes.")] = None,
+    init_backbone: Annotated[Optional[Path], typer.Option(help="torchvision ResNet-18 weights file for the backbone.")] = None,
+    cache: Annotated[Optional[Path], typer.Option(help="Where to cache decoded audio (default: OUT/cache).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last.pt.")] = False,
+    device: Device = "auto",
+) -> None:
+    """Train a model of the zoo on labelled audio."""
+    from .data import describe_counts, labels_of, split_tracks
+    from .models import make_config
+    from .train import fit
+
+    overrides = _parse_sets(set_)
+    make_config(model, **overrides)  # a wrong name or key fails now, not after decoding the data
+    config = _train_config(
+        epochs=epochs, batch_size=batch_size, clips_per_track=clips_per_track, optimizer=optimizer, lr=lr,
+        warmup_epochs=warmup_epochs, balance=balance, eval_hop_seconds=eval_hop, seed=seed, workers=workers,
+    )
+    tracks = _load_tracks(data, cache, out_dir / "cache")
+    split = split_tracks(
+        tracks, split_file=split_file, folds=folds, fold=fold, valid_fraction=valid_fraction, seed=config.seed
+    )
+    labels = labels_of(split["train"] + split["valid"])
+    if not split["train"]:
+        raise MgcError("the split leaves no training tracks")
+    err.print(f"train: {len(split['train'])} tracks ({describe_counts(split['train'], labels)})")
+    err.print(f"valid: {len(split['valid'])} tracks ({describe_counts(split['valid'], labels)})")
+    history = fit(
+        model, split["train"], split["valid"], labels, out_dir, config, overrides, device,
+        str(init_backbone) if init_backbone else None, resume,
+    )
+    if history:
+        out.print(f"done: {out_dir}/best.pt (chosen on valid), {out_dir}/last.pt, {out_dir}/log.jsonl")
+
+
+@app.command()
+def crossval(
+    data: Annotated[Path, typer.Option(help="Dataset folder, CSV manifest or preprocess cache.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for fold-*/ runs and crossval.json.")],
+    model: Annotated[str, typer.Option(help="Model name (see `mgc models`).")] = "ms-sincresnet",
+    set_: Annotated[list[str], typer.Option("--set", help="Model config override key=value (repeatable).")] = [],
+    folds: Annotated[int, typer.Option(min=2)] = 10,
+    epochs: Annotated[int, typer.Option(min=1)] = 100,
+    batch_size: Annotated[Optional[int], typer.Option(min=1)] = None,
+    optimizer: Annotated[Optional[str], typer.Option(help="sgd (paper) or adam.")] = None,
+    lr: Annotated[Optional[float], typer.Option()] = None,
+    warmup_epochs: Annotated[Optional[int], typer.Option()] = None,
+    seed: Annotated[Optional[int], typer.Option()] = None,
+    cache: Annotated[Optional[Path], typer.Option(help="Where to cache decoded audio (default: OUT/cache).")] = None,
+    device: Device = "auto",
+) -> None:
+    """K-fold cross-validation as the paper ran it: train and test on every fold, mean ± std."""
+    from .data import labels_of
+    from .models import make_config
+    from .train import cross_validate
+
+    overrides = _parse_sets(set_)
+    make_config(model, **overrides)
+    config = _train_config(
+        epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, warmup_epochs=warmup_epochs, seed=seed
+    )
+    tracks = _load_tracks(data, cache, out_dir / "cache")
+    report = cross_validate(model, tracks, labels_of(tracks), out_dir, config, folds, overrides, device)
+    table = Table(title=report["protocol"])
+    for column in ("fold", "tracks", "track acc", "clip acc", "macro recall"):
+        table.add_column(column, justify="right")
+    for r in report["folds"]:
+        table.add_row(str(r["fold"]), str(r["tracks"]), f"{r['track_accuracy']:.3f}", f"{r['clip_accuracy']:.3f}", f"{r['macro_recall']:.3f}")
+    s = report["summary"]
+    table.add_row("mean ± std", "", *(f"{s[m]['mean']:.3f} ± {s[m]['std']:.3f}" for m in ("track_accuracy", "clip_accuracy", "macro_recall")))
+    out.print(table)
+    out.print(f"[yellow]note:[/yellow] {report['warning']}")
+    out.print(f"written: {out_dir / 'crossval.json'}")
+
+
+# ---------------------------------------------------------------- evaluate
+
+
+@app.command()
+def evaluate(
+    data: Annotated[Path, typer.Option(help="Dataset folder, CSV manifest or preprocess cache.")],
+    weights: Annotated[Path, typer.Option(help="Checkpoint to score.")],
+    split_file: Annotated[Optional[Path], typer.Option(help="CSV with path,split columns.")] = None,
+    split: Annotated[Optional[str], typer.Option(help="Which split to score: train, valid, test or all (default: test with --split-file, else all).")] = None,
+    aggregate: Aggregate = "mean_prob",
+    hop: Hop = 3.0,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the full report as JSON.")] = None,
+    device: Device = "auto",
+) -> None:
+    """Score a checkpoint: clip and track accuracy, per-class figures, confusion matrix."""
+    from .checkpoint import load_model
+    from .data import SPLITS, find_tracks, split_tracks, write_text_atomic
+    from .evaluate import evaluate_tracks
+    from .predict import AGGREGATIONS
+
+    if aggregate not in AGGREGATIONS:
+        raise MgcError(f"unknown aggregation {aggregate!r} (use {', '.join(AGGREGATIONS)})")
+    split = split or ("test" if split_file else "all")
+    if split not in (*SPLITS, "all"):
+        raise MgcError(f"unknown split {split!r} (use {', '.join(SPLITS)} or all)")
+    model = load_model(weights, device)
+    tracks = find_tracks(data)
+    if split != "all":
+        parts = split_tracks(tracks, split_file=split_file) if split_file else {s: [t for t in tracks if t.split == s] for s in SPLITS}
+        present = [s for s in SPLITS if parts[s]]
+        if not parts[split]:
+            raise MgcError(f"no tracks in split {split!r}; splits present: {', '.join(present) or 'none'}")
+        tracks = parts[split]
+    report = evaluate_tracks(model, tracks, hop, aggregate)
+    for path, error in report["failed"]:
+        err.print(f"[yellow]skipped:[/yellow] {error}", highlight=False)
+    _print_report(report, model.labels, f"{weights} on {data} ({split})")
+    if json_out:
+        document = {"weights": str(weights), "data": str(data), "split": split, "labels": model.labels, **report}
+        write_text_atomic(json_out, json.dumps(document, indent=2) + "\n")
+        out.print(f"written: {json_out}")
+
+
+def _print_report(report: dict, labels: list[str], title: str) -> None:
+    track, clip = report["track"], report["clip"]
+    summary = Table(title=title, title_justify="left", show_header=False)
+    summary.add_row("tracks / clips", f"{track['count']} / {clip['count']}")
+    summary.add_row("clip accuracy", f"{clip['accuracy']:.3f}")
+    for method, accuracy in report["track_accuracy"].items():
+        marker = " (chosen)" if method == report["aggregate"] else ""
+        summary.add_row(f"track accuracy, {method}{marker}", f"{accuracy:.3f}")
+    for metric in ("precision", "recall", "f1"):
+        summary.add_row(f"macro {metric} (tracks)", f"{track['macro'][metric]:.3f}")
+    out.print(summary)
+
+    per_class = Table(title="per class (tracks)", title_justify="left")
+    for column in ("genre", "precision", "recall", "f1", "support"):
+        per_class.add_column(column, justify="left" if column == "genre" else "right")
+    for c in track["per_class"]:
+        per_class.add_row(c["label"], f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}", str(c["support"]))
+    out.print(per_class)
+
+    confusion = Table(title="confusion (rows: true, columns: predicted)", title_justify="left")
+    confusion.add_column("")
+    for label in labels:
+        confusion.add_column(label[:5], justify="right")
+    for label, row in zip(labels, track["confusion"]):
+        confusion.add_row(label, *(str(v) if v else "·" for v in row))
+    out.print(confusion)
+
+
+# ---------------------------------------------------------------- models
+
+
+@app.command()
+def models() -> None:
+    """List the model zoo with parameter counts."""
+    from .models import describe
+
+    table = Table()
+    table.add_column("name")
+    table.add_column("parameters", justify="right")
+    table.add_column("what it is")
+    for row in describe():
+        table.add_row(row["name"], f"{row['parameters']:,}", row["summary"])
+    out.print(table)

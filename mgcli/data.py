@@ -1,0 +1,358 @@
+"""Datasets: find labelled tracks, split them, cache their decoded audio, serve training clips.
+
+A dataset is either a folder-per-genre tree (`DATA/<genre>/*.wav`) or a CSV manifest
+(`path,label[,split]`, paths relative to the CSV). `mgc preprocess` decodes it once
+into a cache folder (one int16 .npy per track plus `index.json`) that training reads
+with memory mapping; the cache folder is itself accepted wherever a dataset is.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from . import MgcError
+from .audio import AUDIO_SUFFIXES, CLIP_SAMPLES, SAMPLE_RATE, AudioError, clip_at, load
+
+CACHE_FORMAT = "mgcli-cache-1"
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass(frozen=True)
+class Track:
+    key: str  # path relative to the dataset root, in POSIX form: what split files name
+    path: str  # where the source audio is
+    label: str
+    split: str = ""  # "train", "valid", "test" or "" (unassigned)
+    cache_file: str = ""  # the decoded 16 kHz int16 .npy, once preprocessed
+
+
+def find_audio(paths: Iterable[str | Path]) -> list[Path]:
+    """Audio files named, or found recursively in the folders named (symlinks followed), sorted."""
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            for root, _, files in os.walk(path, followlinks=True):
+                found.extend(Path(root) / f for f in files if f.lower().endswith(AUDIO_SUFFIXES))
+        else:
+            found.append(path)  # named explicitly: a bad one is reported, not silently skipped
+    return sorted(dict.fromkeys(found))
+
+
+def find_tracks(data: str | Path) -> list[Track]:
+    """The labelled tracks of a dataset folder, a CSV manifest or a cache folder."""
+    data = Path(data)
+    if not data.exists():
+        raise MgcError(f"{data}: no such dataset")
+    if data.is_file():
+        return _read_manifest(data)
+    if (data / "index.json").is_file():
+        return read_cache(data)
+    tracks = []
+    for genre_dir in sorted(p for p in data.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for path in find_audio([genre_dir]):
+            tracks.append(Track(path.relative_to(data).as_posix(), str(path), genre_dir.name))
+    if not tracks:
+        raise MgcError(f"{data}: no audio found in genre folders (expected DATA/<genre>/<file>.wav)")
+    return tracks
+
+
+def _read_manifest(manifest: Path) -> list[Track]:
+    with open(manifest, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or not {"path", "label"} <= set(rows[0]):
+        raise MgcError(f"{manifest}: a manifest needs a header with columns path,label[,split]")
+    tracks = []
+    for row in rows:
+        split = (row.get("split") or "").strip()
+        if split and split not in SPLITS:
+            raise MgcError(f"{manifest}: unknown split {split!r} (use {', '.join(SPLITS)})")
+        path = manifest.parent / row["path"]
+        tracks.append(Track(row["path"], str(path), row["label"].strip(), split))
+    return tracks
+
+
+def labels_of(tracks: Iterable[Track]) -> list[str]:
+    return sorted({t.label for t in tracks})
+
+
+# ---------------------------------------------------------------- splits
+
+
+def apply_split_file(tracks: list[Track], split_file: str | Path) -> list[Track]:
+    """Assign each track the split its split file gives (matched by path, else by file stem).
+
+    Tracks the file does not name are dropped: a split file defines the experiment.
+    """
+    with open(split_file, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or not {"path", "split"} <= set(rows[0]):
+        raise MgcError(f"{split_file}: a split file needs columns path,split")
+    by_key = {row["path"]: row["split"].strip() for row in rows}
+    # Fallback on the file stem, so a split file written for .wav also fits an .ogg copy.
+    by_stem = {Path(row["path"]).stem: row["split"].strip() for row in rows}
+    assigned = []
+    for track in tracks:
+        split = by_key.get(track.key) or by_stem.get(Path(track.key).stem)
+        if split:
+            assigned.append(replace(track, split=split))
+    if not assigned:
+        raise MgcError(f"{split_file}: names none of the dataset's tracks")
+    return assigned
+
+
+def stratified_folds(labels: list[str], k: int, seed: int = 0) -> list[int]:
+    """A fold number in [0, k) per item, each class spread evenly over the folds."""
+    if k < 2:
+        raise MgcError(f"--folds must be at least 2, got {k}")
+    rng = np.random.default_rng(seed)
+    folds = [0] * len(labels)
+    next_fold = 0
+    for label in sorted(set(labels)):
+        members = [i for i, l in enumerate(labels) if l == label]
+        for i in rng.permutation(members):
+            folds[i] = next_fold % k
+            next_fold += 1
+    return folds
+
+
+def split_tracks(
+    tracks: list[Track],
+    *,
+    split_file: str | Path | None = None,
+    folds: int | None = None,
+    fold: int | None = None,
+    valid_fraction: float = 0.2,
+    seed: int = 0,
+) -> dict[str, list[Track]]:
+    """{"train", "valid", "test"} -> tracks, by split file, by k-fold, by the manifest or at random.
+
+    Precedence: a split file; else `folds`/`fold` (fold `fold` is held out as valid);
+    else the manifest's own split column; else a stratified `valid_fraction`.
+    """
+    if split_file is not None:
+        tracks = apply_split_file(tracks, split_file)
+    elif folds is not None:
+        if fold is None or not 0 <= fold < folds:
+            raise MgcError(f"--fold must be in 0..{folds - 1} with --folds {folds}")
+        fold_of = stratified_folds([t.label for t in tracks], folds, seed)
+        tracks = [replace(t, split="valid" if f == fold else "train") for t, f in zip(tracks, fold_of)]
+    elif not any(t.split for t in tracks):
+        n_folds = max(2, round(1 / valid_fraction)) if valid_fraction > 0 else None
+        fold_of = stratified_folds([t.label for t in tracks], n_folds, seed) if n_folds else [1] * len(tracks)
+        tracks = [replace(t, split="valid" if f == 0 else "train") for t, f in zip(tracks, fold_of)]
+    return {name: [t for t in tracks if t.split == name] for name in SPLITS}
+
+
+def class_counts(tracks: Iterable[Track], labels: list[str]) -> list[int]:
+    counts = Counter(t.label for t in tracks)
+    return [counts.get(label, 0) for label in labels]
+
+
+# ---------------------------------------------------------------- cache
+
+
+@dataclass
+class CacheReport:
+    cached: int  # newly decoded
+    reused: int  # already in the cache and unchanged
+    failed: list[tuple[str, str]]  # (path, error)
+
+
+def preprocess(
+    tracks: list[Track], out: str | Path, on_track: Callable[[Track], None] | None = None
+) -> CacheReport:
+    """Decode every track once into `out` (16 kHz int16 .npy + index.json); reuse what is there.
+
+    Undecodable files are listed in the report and the index, never fatal. The index is
+    rewritten atomically after every track, so an interrupted run loses nothing.
+    """
+    out = Path(out)
+    (out / "audio").mkdir(parents=True, exist_ok=True)
+    index = _read_index(out)
+    known = {entry["path"]: entry for entry in index["tracks"]}
+    report = CacheReport(0, 0, [])
+    entries: dict[str, dict] = {}
+    failed: list[dict] = []
+    for track in tracks:
+        stamp = _source_stamp(track.path)
+        entry = known.get(track.path)
+        if entry and entry["stamp"] == stamp and (out / entry["cache_file"]).is_file():
+            report.reused += 1
+        else:
+            try:
+                wave = load(track.path)
+            except AudioError as error:
+                report.failed.append((track.path, str(error)))
+                failed.append({"path": track.path, "error": str(error)})
+                if on_track:
+                    on_track(track)
+                continue
+            cache_file = f"audio/{hashlib.sha1(track.path.encode()).hexdigest()[:16]}.npy"
+            _save_atomic_npy(out / cache_file, _to_int16(wave))
+            entry = {"path": track.path, "stamp": stamp, "cache_file": cache_file, "samples": len(wave)}
+            report.cached += 1
+        entries[track.path] = {**entry, "key": track.key, "label": track.label, "split": track.split}
+        # Until the run ends, keep the entries not yet revisited: they are still valid cache.
+        _write_index(out, list({**known, **entries}.values()), failed)
+        if on_track:
+            on_track(track)
+    _write_index(out, list(entries.values()), failed)
+    return report
+
+
+def read_cache(cache: str | Path) -> list[Track]:
+    """The tracks of a cache folder, each pointing at its decoded audio."""
+    cache = Path(cache)
+    index = _read_index(cache)
+    return [
+        Track(e["key"], e["path"], e["label"], e["split"], str(cache / e["cache_file"]))
+        for e in index["tracks"]
+    ]
+
+
+def load_wave(track: Track) -> np.ndarray:
+    """A track's 16 kHz mono audio: memory-mapped from the cache when it is cached."""
+    if track.cache_file:
+        return np.load(track.cache_file, mmap_mode="r")
+    return load(track.path)
+
+
+def to_float(samples: np.ndarray) -> np.ndarray:
+    """Cached int16 (or already float) samples as float32 in [-1, 1]."""
+    if samples.dtype == np.int16:
+        return samples.astype(np.float32) / 32768.0
+    return np.asarray(samples, dtype=np.float32)
+
+
+def _to_int16(wave: np.ndarray) -> np.ndarray:
+    return (np.clip(wave, -1.0, 32767 / 32768) * 32768.0).round().astype(np.int16)
+
+
+def _source_stamp(path: str) -> list[int]:
+    stat = os.stat(path)
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+def _read_index(cache: Path) -> dict:
+    path = cache / "index.json"
+    if not path.exists():
+        return {"format": CACHE_FORMAT, "sample_rate": SAMPLE_RATE, "tracks": [], "failed": []}
+    try:
+        index = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise MgcError(f"{path}: unreadable cache index ({error})") from None
+    if index.get("format") != CACHE_FORMAT or index.get("sample_rate") != SAMPLE_RATE:
+        raise MgcError(f"{path}: not an mgcli cache (or from another version); preprocess again")
+    return index
+
+
+def _write_index(cache: Path, entries: list[dict], failed: list[dict]) -> None:
+    index = {"format": CACHE_FORMAT, "sample_rate": SAMPLE_RATE, "tracks": entries, "failed": failed}
+    write_text_atomic(cache / "index.json", json.dumps(index, indent=1))
+
+
+def _save_atomic_npy(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, array)
+    os.replace(tmp, path)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write a file so that readers see the old or the new content, never half of one."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------- training clips
+
+
+@dataclass
+class Augment:
+    """The paper's augmentation: random gain, then additive Gaussian noise."""
+
+    gain_low: float = 0.9
+    gain_high: float = 1.1
+    noise_std: float = 0.02
+
+
+class TrainClips:
+    """A map-style dataset of random training clips, `clips_per_track` per track per epoch.
+
+    Which clips an epoch draws, and their augmentation, depend only on (seed, epoch, index),
+    never on worker count or order: resuming at an epoch boundary repeats the run exactly.
+    With `balanced`, tracks are drawn with probability inversely proportional to their
+    class size instead of each track equally often.
+    """
+
+    def __init__(
+        self,
+        tracks: list[Track],
+        labels: list[str],
+        clips_per_track: int = 4,
+        clip_samples: int = CLIP_SAMPLES,
+        augment: Augment | None = None,
+        balanced: bool = False,
+        seed: int = 0,
+    ):
+        if not tracks:
+            raise MgcError("no training tracks")
+        self.tracks = tracks
+        self.targets = [labels.index(t.label) for t in tracks]
+        self.clips_per_track = clips_per_track
+        self.clip_samples = clip_samples
+        self.augment = augment
+        self.balanced = balanced
+        self.seed = seed
+        self.lengths = [len(load_wave(t)) for t in tracks]
+        self.plan: list[tuple[int, int]] = []
+        self.epoch = -1
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        import torch
+
+        self.epoch = epoch
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        n = len(self.tracks) * self.clips_per_track
+        if self.balanced:
+            counts = Counter(self.targets)
+            weights = torch.tensor([1.0 / counts[y] for y in self.targets])
+            order = torch.multinomial(weights, n, replacement=True, generator=generator).tolist()
+        else:
+            order = torch.randperm(n, generator=generator).remainder(len(self.tracks)).tolist()
+        fractions = torch.rand(n, generator=generator, dtype=torch.float64).tolist()
+        self.plan = [
+            (i, int(f * max(0, self.lengths[i] - self.clip_samples + 1))) for i, f in zip(order, fractions)
+        ]
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+    def __getitem__(self, index: int):
+        import torch
+
+        track, start = self.plan[index]
+        segment = to_float(load_wave(self.tracks[track])[start : start + self.clip_samples])
+        clip = torch.from_numpy(clip_at(segment, 0, self.clip_samples))
+        if self.augment:
+            generator = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 100_003 + index)
+            a = self.augment
+            gain = a.gain_low + (a.gain_high - a.gain_low) * torch.rand(1, generator=generator)
+            clip = clip * gain + a.noise_std * torch.randn(clip.shape, generator=generator)
+        return clip, self.targets[track]
+
+
+def describe_counts(tracks: list[Track], labels: list[str]) -> str:
+    return ", ".join(f"{label} {n}" for label, n in zip(labels, class_counts(tracks, labels)))

@@ -1,0 +1,62 @@
+"""Model registry: the only place that knows model names.
+
+Every model is built as `Model(config)` from its config dataclass, keeps `self.config`, and maps a
+raw 16 kHz waveform [batch, config.clip_samples] to logits [batch, config.n_classes]; each owns its
+front end and input normalisation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+from torch import nn
+
+from mgcli import MgcError
+from mgcli.models.mel import ResNetMel, ResNetMelConfig
+from mgcli.models.sincnet import SincNet, SincNetConfig
+from mgcli.models.sincresnet import SincResNet, SincResNetConfig, SincResNetSingleConfig
+
+MODELS: dict[str, tuple[type, type[nn.Module]]] = {
+    "ms-sincresnet": (SincResNetConfig, SincResNet),
+    "sincresnet": (SincResNetSingleConfig, SincResNet),
+    "sincnet": (SincNetConfig, SincNet),
+    "resnet-mel": (ResNetMelConfig, ResNetMel),
+}
+
+
+def make_config(name: str, **overrides) -> Any:
+    """The config dataclass of model `name` with `overrides` applied; MgcError for an unknown name or key."""
+    if name not in MODELS:
+        raise MgcError(f"unknown model {name!r}; known models: {', '.join(MODELS)}")
+    config_class, _ = MODELS[name]
+    fields = [field.name for field in dataclasses.fields(config_class)]
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        raise MgcError(f"unknown config key(s) {', '.join(unknown)} for model {name}; valid: {', '.join(fields)}")
+    # Overrides may come from JSON, which has no tuples: lists become tuples.
+    values = {key: tuple(value) if isinstance(value, list) else value for key, value in overrides.items()}
+    return config_class(**values)
+
+
+def build(name: str, **overrides) -> nn.Module:
+    """A freshly initialised model `name`; build(name, **dataclasses.asdict(model.config)) rebuilds its architecture."""
+    config = make_config(name, **overrides)
+    _, model_class = MODELS[name]
+    return model_class(config)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(parameter.numel() for parameter in model.parameters())
+
+
+def describe() -> list[dict]:
+    """Name, parameter count (default config) and one-line summary of every model."""
+    rows = []
+    for name, (_, model_class) in MODELS.items():
+        with torch.device("meta"):  # shapes only: no memory, no initialisation cost
+            model = build(name)
+        summary = model_class.__doc__.strip().splitlines()[0]
+        rows.append({"name": name, "parameters": count_parameters(model), "summary": summary})
+    return rows

@@ -1,0 +1,167 @@
+"""Learnable sinc band-pass filterbanks and the waveform normalisation in front of them.
+
+SincConv is the SincNet layer (Ravanelli & Bengio, "Speaker recognition from raw
+waveform with SincNet", SLT 2018), parametrised like asteroid-filterbanks' ParamSincFB.
+MultiScaleSinc stacks several of them into the "learned spectrogram" of MS-SincResNet.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mgcli import MgcError
+
+
+def hz_to_mel(hz: float) -> float:
+    return 2595.0 * math.log10(1.0 + hz / 700.0)
+
+
+def mel_to_hz(mel: Tensor) -> Tensor:
+    return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
+
+
+class SincConv(nn.Module):
+    """Learnable band-pass filterbank: each filter is the difference of two windowed sinc low-passes.
+
+    Only the two cut-offs of each filter are learned (2 parameters per filter):
+        f1 = min_low_hz + |low_hz|
+        f2 = clamp(f1 + min_band_hz + |band_hz|, min_low_hz, sample_rate / 2)
+        g[n] = (2 f2' sinc(2 pi f2' n) - 2 f1' sinc(2 pi f1' n)) * hamming[n],  f' = f / sample_rate
+    for n = -(L-1)/2 ... (L-1)/2. The passband gain is about 1 by construction, so the filters
+    are not peak-normalised (the official MS-SincResNet code normalises them to unit peak).
+
+    As in SincNet and ParamSincFB, `low_hz` and `band_hz` start from K+1 mel-spaced edges over
+    [init_low_hz, init_high_hz] (filter k spans edge k..k+1), and min_low_hz / min_band_hz are
+    added on top: at init f1 = edge k + min_low_hz and f2 = edge k+1 + min_low_hz + min_band_hz.
+    init_high_hz defaults to sample_rate / 2 - min_low_hz - min_band_hz (SincNet's choice), so the
+    top filter starts just at the Nyquist frequency instead of clamped there without a gradient.
+
+    The convolution is zero-padded by L // 2 on each side, so with stride 1 the output has as
+    many time steps as the input (SincNet itself uses no padding).
+    """
+
+    def __init__(
+        self,
+        n_filters: int,
+        kernel_size: int,
+        sample_rate: int = 16000,
+        min_low_hz: float = 50.0,
+        min_band_hz: float = 50.0,
+        init_low_hz: float = 30.0,
+        init_high_hz: float | None = None,
+        stride: int = 1,
+    ):
+        super().__init__()
+        if kernel_size % 2 == 0:
+            raise MgcError(f"sinc filter length must be odd (symmetric filters), got {kernel_size}")
+        self.n_filters = n_filters
+        self.kernel_size = kernel_size
+        self.sample_rate = sample_rate
+        self.min_low_hz = min_low_hz
+        self.min_band_hz = min_band_hz
+        self.init_low_hz = init_low_hz
+        nyquist_room = sample_rate / 2 - min_low_hz - min_band_hz
+        self.init_high_hz = nyquist_room if init_high_hz is None else init_high_hz
+        self.stride = stride
+
+        mels = torch.linspace(hz_to_mel(self.init_low_hz), hz_to_mel(self.init_high_hz), n_filters + 1)
+        edges_hz = mel_to_hz(mels)
+        self.low_hz = nn.Parameter(edges_hz[:-1].clone())
+        self.band_hz = nn.Parameter(edges_hz.diff())
+
+        self.register_buffer("n", torch.arange(kernel_size) - (kernel_size - 1) / 2, persistent=False)
+        # periodic=False: the symmetric, full-length window 0.54 - 0.46 cos(2 pi i / (L - 1)).
+        self.register_buffer("window", torch.hamming_window(kernel_size, periodic=False), persistent=False)
+
+    def cutoffs_hz(self) -> tuple[Tensor, Tensor]:
+        """Effective (f1, f2) of every filter in Hz, each of shape [K]."""
+        f1 = self.min_low_hz + self.low_hz.abs()
+        f2 = torch.clamp(f1 + self.min_band_hz + self.band_hz.abs(), self.min_low_hz, self.sample_rate / 2)
+        return f1, f2
+
+    def filters(self) -> Tensor:
+        """Filter taps, shape [K, 1, L]."""
+        f1, f2 = self.cutoffs_hz()
+        f1 = f1[:, None] / self.sample_rate
+        f2 = f2[:, None] / self.sample_rate
+        # torch.sinc(x) = sin(pi x) / (pi x), equal to 1 at 0 and with a finite gradient there.
+        low_passes = 2 * f2 * torch.sinc(2 * f2 * self.n) - 2 * f1 * torch.sinc(2 * f1 * self.n)
+        return (low_passes * self.window).unsqueeze(1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """[B, 1, T] -> [B, K, T'] with T' = ceil(T / stride)."""
+        return F.conv1d(x, self.filters(), stride=self.stride, padding=self.kernel_size // 2)
+
+    def get_config(self) -> dict:
+        return {
+            "n_filters": self.n_filters,
+            "kernel_size": self.kernel_size,
+            "sample_rate": self.sample_rate,
+            "min_low_hz": self.min_low_hz,
+            "min_band_hz": self.min_band_hz,
+            "init_low_hz": self.init_low_hz,
+            "init_high_hz": self.init_high_hz,
+            "stride": self.stride,
+        }
+
+
+class WaveformNorm(nn.Module):
+    """Layer normalisation of each clip over its samples: [B, T] -> [B, T].
+
+    affine=False (default) has no parameters, so it works for any T and for any position of the
+    clip in the track. affine=True is the official MS-SincResNet code's nn.LayerNorm(clip_samples),
+    with a gain and bias per sample position (2 * clip_samples parameters).
+    """
+
+    def __init__(self, clip_samples: int, affine: bool = False):
+        super().__init__()
+        self.clip_samples = clip_samples
+        self.affine = affine
+        self.norm = nn.LayerNorm(clip_samples) if affine else None
+
+    def forward(self, wave: Tensor) -> Tensor:
+        if self.norm is not None:
+            return self.norm(wave)
+        return F.layer_norm(wave, wave.shape[-1:])
+
+
+class SincBank(nn.Module):
+    """One scale of MultiScaleSinc: SincConv -> BatchNorm1d -> ReLU -> adaptive average pooling."""
+
+    def __init__(self, sinc: SincConv, pooled_width: int):
+        super().__init__()
+        self.sinc = sinc
+        self.norm = nn.BatchNorm1d(sinc.n_filters)
+        self.pool = nn.AdaptiveAvgPool1d(pooled_width)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """[B, 1, T] -> [B, K, pooled_width]."""
+        return self.pool(F.relu(self.norm(self.sinc(x))))
+
+
+class MultiScaleSinc(nn.Module):
+    """Sinc filterbanks of several lengths, stacked as image channels: [B, T] -> [B, n_banks, K, W]."""
+
+    def __init__(
+        self,
+        n_filters: int,
+        kernel_sizes: tuple[int, ...],
+        pooled_width: int,
+        sample_rate: int = 16000,
+        min_low_hz: float = 50.0,
+        min_band_hz: float = 50.0,
+        init_low_hz: float = 30.0,
+    ):
+        super().__init__()
+        self.banks = nn.ModuleList(
+            SincBank(SincConv(n_filters, size, sample_rate, min_low_hz, min_band_hz, init_low_hz), pooled_width)
+            for size in kernel_sizes
+        )
+
+    def forward(self, wave: Tensor) -> Tensor:
+        x = wave.unsqueeze(1)
+        return torch.stack([bank(x) for bank in self.banks], dim=1)

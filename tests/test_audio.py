@@ -1,0 +1,104 @@
+"""Decoding, resampling and the clip cutter."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import torchaudio.functional
+
+from mgcli import audio
+from mgcli.audio import AudioError
+
+from conftest import write_tone
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".flac", ".ogg", ".mp3", ".au"])
+def test_every_format_decodes_to_16k_mono_float32(tmp_path, suffix):
+    path = write_tone(tmp_path / f"tone{suffix}", 440, 2.0, rate=44100, channels=2)
+    wave = audio.load(path)
+    assert wave.dtype == np.float32 and wave.ndim == 1
+    assert abs(len(wave) - 32000) < 1200  # MP3 adds encoder delay and padding
+    spectrum = np.abs(np.fft.rfft(wave[4000:20000]))
+    assert np.argmax(spectrum) * audio.SAMPLE_RATE / 16000 == pytest.approx(440, abs=2)
+
+
+@pytest.mark.parametrize("rate", [8000, 22050, 44100, 48000])
+def test_block_resampling_equals_whole_file_resampling(tmp_path, rate):
+    rng = np.random.default_rng(0)
+    x = (0.1 * rng.standard_normal((rate * 5 + 77, 2))).astype(np.float32)
+    path = tmp_path / "noise.wav"
+    sf.write(str(path), x, rate, subtype="FLOAT")
+    blocks = list(audio.stream(path, block_seconds=1.0))
+    assert len(blocks) > 3
+    whole = torchaudio.functional.resample(torch.from_numpy(x.mean(axis=1)), rate, audio.SAMPLE_RATE).numpy()
+    np.testing.assert_allclose(np.concatenate(blocks), whole, atol=1e-6)
+
+
+def test_silence_clipping_and_non_finite_samples_are_safe(tmp_path):
+    x = np.zeros(16000, np.float32)
+    x[100:200] = 1.5  # clipped, beyond full scale
+    x[300] = np.nan
+    x[301] = np.inf
+    sf.write(str(tmp_path / "odd.wav"), x, 16000, subtype="FLOAT")
+    wave = audio.load(tmp_path / "odd.wav")
+    assert np.isfinite(wave).all() and len(wave) == 16000
+    sf.write(str(tmp_path / "silence.wav"), np.zeros(8000, np.float32), 16000)
+    assert not audio.load(tmp_path / "silence.wav").any()
+
+
+def test_clips_cover_the_track_and_pad_never_wrap():
+    wave = np.arange(1, 120_001, dtype=np.float32)
+    clips = audio.cut_clips(wave, 48_000, 48_000)
+    assert clips.shape == (3, 48_000)
+    assert clips[2, 0] == 96_001 and clips[2, 23_999] == 120_000  # the tail ...
+    assert not clips[2, 24_000:].any()  # ... padded with zeros, not wrapped to the start
+    assert [c[0] for c in audio.cut_clips(wave, 48_000, 8_000)][:3] == [1, 8_001, 16_001]
+
+
+def test_a_short_track_is_one_padded_clip_and_a_sliver_of_tail_adds_no_clip():
+    short = np.ones(1_000, np.float32)
+    clips = audio.cut_clips(short, 48_000, 48_000)
+    assert clips.shape == (1, 48_000) and clips[0, :1000].all() and not clips[0, 1000:].any()
+    # 30.01 s at 3-s clips: ten clips; the 0.01-s remainder would be a clip of zeros.
+    assert len(audio.cut_clips(np.ones(480_160, np.float32), 48_000, 48_000)) == 10
+
+
+def test_streamed_clips_equal_clips_of_the_decoded_track(tmp_path):
+    path = write_tone(tmp_path / "long.wav", 300, 7.3, rate=22050)
+    for length, hop in [(48_000, 8_000), (16_000, 16_000), (8_000, 24_000)]:
+        streamed = np.stack(list(audio.stream_clips(path, length, hop)))
+        whole = audio.cut_clips(audio.load(path), length, hop)
+        assert streamed.shape == whole.shape
+        np.testing.assert_allclose(streamed, whole, atol=1e-6)
+
+
+def _write_bad(tmp_path, name, content: bytes):
+    path = tmp_path / name
+    path.write_bytes(content)
+    return path
+
+
+def test_bad_files_raise_one_clear_error_naming_the_file(tmp_path):
+    cases = {
+        _write_bad(tmp_path, "empty.wav", b""): "empty file",
+        _write_bad(tmp_path, "text.mp3", b"this is not audio\n" * 20): "not a readable audio file",
+        tmp_path / "missing.ogg": "no such file",
+        tmp_path: "is a folder",
+    }
+    good = write_tone(tmp_path / "cut.wav", 440, 1.0)
+    truncated = tmp_path / "truncated.wav"
+    truncated.write_bytes(good.read_bytes()[:30])  # the header is cut off mid-way
+    cases[truncated] = "not a readable audio file"
+    for path, message in cases.items():
+        with pytest.raises(AudioError) as caught:
+            audio.load(path)
+        assert str(path) in str(caught.value) and message in str(caught.value)
+        assert "\n" not in str(caught.value)
+
+
+def test_a_file_of_zero_frames_has_no_audio(tmp_path):
+    sf.write(str(tmp_path / "nothing.wav"), np.zeros(0, np.float32), 16000)
+    with pytest.raises(AudioError, match="contains no audio"):
+        audio.load(tmp_path / "nothing.wav")

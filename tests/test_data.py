@@ -1,0 +1,115 @@
+"""Finding tracks, splitting them, the decode cache and training clips."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from mgcli import MgcError
+from mgcli.data import (
+    TrainClips, find_audio, find_tracks, labels_of, preprocess, read_cache, split_tracks, stratified_folds,
+)
+
+from conftest import write_tone
+
+
+def test_folder_per_genre_and_manifest_give_the_same_tracks(tone_dataset, tmp_path):
+    tracks = find_tracks(tone_dataset)
+    assert len(tracks) == 12 and labels_of(tracks) == ["high", "low"]
+    assert tracks[0].key == "high/high.00000.wav"
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,label,split\n" + "".join(f"{t.path},{t.label},train\n" for t in tracks))
+    from_manifest = find_tracks(manifest)
+    assert [(t.path, t.label, t.split) for t in from_manifest] == [(t.path, t.label, "train") for t in tracks]
+
+
+def test_find_audio_recurses_follows_symlinks_and_keeps_named_files(tone_dataset, tmp_path):
+    (tmp_path / "link").symlink_to(tone_dataset, target_is_directory=True)
+    (tmp_path / "notes.txt").write_text("not audio")
+    found = find_audio([tmp_path, tmp_path / "notes.txt"])
+    assert len(found) == 13 and tmp_path / "notes.txt" in found  # named explicitly: reported later
+
+
+def test_split_file_matches_by_path_or_by_stem(tone_dataset, tmp_path):
+    split_file = tmp_path / "splits.csv"
+    split_file.write_text(
+        "path,genre,split\nlow/low.00000.ogg,low,valid\nlow/low.00001.wav,low,train\nhigh/high.00000.flac,high,test\n"
+    )
+    split = split_tracks(find_tracks(tone_dataset), split_file=split_file)
+    assert [t.key for t in split["valid"]] == ["low/low.00000.wav"]
+    assert [t.key for t in split["train"]] == ["low/low.00001.wav"]
+    assert [t.key for t in split["test"]] == ["high/high.00000.wav"]
+
+
+def test_stratified_folds_spread_every_class_evenly():
+    labels = ["a"] * 20 + ["b"] * 10 + ["c"] * 5
+    folds = stratified_folds(labels, 5, seed=3)
+    for label in "abc":
+        per_fold = Counter(f for f, l in zip(folds, labels) if l == label)
+        assert max(per_fold.values()) - min(per_fold.values()) <= 1 and len(per_fold) == 5
+    assert folds == stratified_folds(labels, 5, seed=3)
+    with pytest.raises(MgcError):
+        stratified_folds(labels, 1)
+
+
+def test_fold_and_fraction_splits_are_disjoint_and_complete(tone_dataset):
+    tracks = find_tracks(tone_dataset)
+    for kwargs in ({"folds": 3, "fold": 1}, {"valid_fraction": 0.25}):
+        split = split_tracks(tracks, **kwargs)
+        assert sorted(t.key for t in split["train"] + split["valid"]) == sorted(t.key for t in tracks)
+        assert {t.label for t in split["valid"]} == {"low", "high"}
+    with pytest.raises(MgcError, match="--fold"):
+        split_tracks(tracks, folds=3, fold=3)
+
+
+def test_preprocess_caches_reuses_and_lists_bad_files(tmp_path):
+    data = tmp_path / "data"
+    write_tone(data / "rock" / "a.wav", 300, 1.5, rate=44100)
+    write_tone(data / "rock" / "b.flac", 500, 0.5, rate=8000, format="FLAC")
+    (data / "jazz").mkdir()
+    (data / "jazz" / "broken.mp3").write_bytes(b"\x00" * 100)
+    write_tone(data / "jazz" / "c.ogg", 700, 1.0)
+    cache = tmp_path / "cache"
+    report = preprocess(find_tracks(data), cache)
+    assert (report.cached, report.reused, len(report.failed)) == (3, 0, 1)
+    assert "broken.mp3" in report.failed[0][0]
+    index = json.loads((cache / "index.json").read_text())
+    assert len(index["tracks"]) == 3 and len(index["failed"]) == 1
+    cached = {t.key: t for t in read_cache(cache)}
+    assert np.load(cached["rock/a.wav"].cache_file).dtype == np.int16
+    assert len(np.load(cached["rock/a.wav"].cache_file)) == 24000
+
+    again = preprocess(find_tracks(data), cache)
+    assert (again.cached, again.reused) == (0, 3)
+    assert find_tracks(cache)[0].cache_file  # a cache is itself a dataset
+
+
+def test_training_clips_depend_only_on_seed_epoch_and_index(tone_dataset, tmp_path):
+    preprocess(find_tracks(tone_dataset), tmp_path)
+    tracks = read_cache(tmp_path)
+    labels = labels_of(tracks)
+    a = TrainClips(tracks, labels, clips_per_track=3, clip_samples=4000, seed=7)
+    b = TrainClips(tracks, labels, clips_per_track=3, clip_samples=4000, seed=7)
+    assert len(a) == 36
+    a.set_epoch(2)
+    b.set_epoch(2)
+    clip_a, target_a = a[5]
+    clip_b, target_b = b[5]
+    assert target_a == target_b and clip_a.equal(clip_b) and clip_a.shape == (4000,)
+    a.set_epoch(3)
+    assert a.plan != b.plan
+
+
+def test_balanced_drawing_evens_out_classes(tmp_path):
+    data = tmp_path / "data"
+    for i in range(8):
+        write_tone(data / "big" / f"{i}.wav", 300, 0.6, rate=16000, seed=i)
+    write_tone(data / "small" / "0.wav", 900, 0.6, rate=16000)
+    preprocess(find_tracks(data), tmp_path / "cache")
+    tracks = read_cache(tmp_path / "cache")
+    clips = TrainClips(tracks, labels_of(tracks), clips_per_track=50, clip_samples=4000, balanced=True)
+    drawn = Counter(clips.targets[i] for i, _ in clips.plan)
+    assert 0.4 < drawn[1] / len(clips) < 0.6

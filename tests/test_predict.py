@@ -1,0 +1,41 @@
+"""Track aggregation and predicting whole files, short and long."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mgcli import MgcError
+from mgcli.checkpoint import load_model
+from mgcli.predict import aggregate, classify, top_k
+
+from conftest import write_tone
+
+
+def test_aggregations():
+    logits = np.log(np.array([[0.6, 0.4], [0.6, 0.4], [0.1, 0.9]]))
+    np.testing.assert_allclose(aggregate(logits, "mean_prob"), [1.3 / 3, 1.7 / 3])
+    vote = aggregate(logits, "vote")
+    assert vote.argmax() == 0 and vote.sum() == pytest.approx(1)  # two clips of three vote for 0
+    mean_logit = aggregate(logits, "mean_logit")
+    assert mean_logit.sum() == pytest.approx(1) and mean_logit.argmax() == 1
+    with pytest.raises(MgcError):
+        aggregate(logits, "median")
+
+
+def test_a_tied_vote_is_broken_by_the_mean_probability():
+    logits = np.log(np.array([[0.51, 0.49], [0.05, 0.95]]))
+    assert aggregate(logits, "vote").argmax() == 1
+
+
+def test_top_k_is_sorted():
+    assert top_k(np.array([0.1, 0.7, 0.2]), ["a", "b", "c"], 2) == [("b", 0.7), ("c", 0.2)]
+
+
+def test_classify_short_and_long_files(trained_run, tmp_path):
+    model = load_model(trained_run / "best.pt", "cpu")
+    short = classify(model, write_tone(tmp_path / "short.wav", 300, 0.2), hop_seconds=0.5)
+    assert short.clips == 1 and short.probabilities.sum() == pytest.approx(1, abs=1e-5)
+    long = classify(model, write_tone(tmp_path / "long.ogg", 3000, 12.0, rate=44100), hop_seconds=0.5)
+    assert long.clips == 24  # 0.5-s clips every 0.5 s over 12 s, nothing wrapped
+    assert model.labels[int(long.probabilities.argmax())] == "high"

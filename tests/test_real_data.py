@@ -1,0 +1,39 @@
+"""Checks on the real GTZAN clips in ../shared/data (skipped where that folder is absent)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mgcli import audio
+from mgcli.checkpoint import load_model
+from mgcli.data import find_tracks, split_tracks
+from mgcli.predict import classify
+
+from conftest import SHARED_GTZAN
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not SHARED_GTZAN.is_dir(), reason="../shared/data/gtzan is not here"),
+]
+
+
+def test_the_artist_aware_split_file_applies():
+    split = split_tracks(find_tracks(SHARED_GTZAN), split_file=SHARED_GTZAN / "splits.csv")
+    assert (len(split["train"]), len(split["valid"]), len(split["test"])) == (226, 102, 0)
+    assert not {t.key for t in split["train"]} & {t.key for t in split["valid"]}
+
+
+def test_real_clips_decode_to_30_seconds_of_16k_audio():
+    for genre in ("blues", "metal", "classical"):
+        path = sorted((SHARED_GTZAN / genre).glob("*.ogg"))[0]
+        wave = audio.load(path)
+        assert 29.5 < len(wave) / audio.SAMPLE_RATE < 30.5
+        assert 0.01 < np.sqrt(np.mean(wave**2)) < 1.0
+        assert len(audio.cut_clips(wave)) == 10
+
+
+def test_predict_on_a_real_clip_gives_a_distribution_over_the_labels(trained_run):
+    model = load_model(trained_run / "best.pt", "cpu")
+    result = classify(model, sorted((SHARED_GTZAN / "jazz").glob("*.ogg"))[0])
+    assert result.probabilities.sum() == pytest.approx(1, abs=1e-5) and result.clips == 10

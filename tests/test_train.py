@@ -1,0 +1,92 @@
+"""Training, checkpoints and evaluation on generated tones with a tiny model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from mgcli import MgcError
+from mgcli.checkpoint import load_checkpoint, load_model, make_checkpoint, save_checkpoint
+from mgcli.data import find_tracks, labels_of, preprocess, read_cache, split_tracks
+from mgcli.evaluate import classification_report, evaluate_tracks
+from mgcli.models import build
+from mgcli.train import TrainConfig, fit, learning_rate
+
+from conftest import TINY
+
+
+def test_two_separable_classes_are_learnt(trained_run, tone_dataset):
+    history = [json.loads(line) for line in (trained_run / "log.jsonl").read_text().splitlines()]
+    assert len(history) == 6
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    model = load_model(trained_run / "best.pt", "cpu")
+    report = evaluate_tracks(model, find_tracks(tone_dataset), hop_seconds=0.5)
+    assert report["track"]["accuracy"] >= 0.9
+    assert report["clip"]["accuracy"] >= 0.8
+
+
+def test_checkpoint_round_trip_rebuilds_the_same_model(tmp_path):
+    network = build("ms-sincresnet", **TINY, n_classes=3).eval()
+    save_checkpoint(make_checkpoint("ms-sincresnet", network, ["a", "b", "c"]), tmp_path / "m.pt")
+    model = load_model(tmp_path / "m.pt", "cpu")
+    assert model.labels == ["a", "b", "c"] and model.clip_samples == TINY["clip_samples"]
+    x = torch.randn(2, TINY["clip_samples"])
+    with torch.no_grad():
+        assert torch.equal(model.network(x), network(x))
+    assert set(load_checkpoint(tmp_path / "m.pt")) >= {"model", "config", "labels", "audio", "state_dict"}
+
+
+def test_bad_checkpoints_give_clear_errors(tmp_path):
+    (tmp_path / "text.pt").write_text("hello")
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
+    network = build("ms-sincresnet", **TINY, n_classes=2)
+    checkpoint = make_checkpoint("ms-sincresnet", network, ["a", "b"])
+    checkpoint["state_dict"] = build("resnet-mel", backbone_width=8, n_mels=32).state_dict()  # another model's
+    save_checkpoint(checkpoint, tmp_path / "mixed.pt")
+    cases = {
+        tmp_path / "missing.pt": "no such checkpoint",
+        tmp_path / "text.pt": "not a checkpoint",
+        tmp_path / "other.pt": "not an mgcli checkpoint",
+        tmp_path / "mixed.pt": "do not fit model 'ms-sincresnet'",
+    }
+    for path, message in cases.items():
+        with pytest.raises(MgcError, match=message):
+            load_model(path, "cpu")
+
+
+def test_paper_schedule_warms_up_then_halves():
+    config = TrainConfig()
+    assert [learning_rate(config, e) for e in (0, 4, 5, 34, 35, 65)] == [1e-5, 1e-5, 0.005, 0.005, 0.0025, 0.00125]
+
+
+def test_resume_equals_an_uninterrupted_run(tone_dataset, tmp_path):
+    preprocess(find_tracks(tone_dataset), tmp_path / "cache")
+    tracks = read_cache(tmp_path / "cache")
+    split = split_tracks(tracks, valid_fraction=0.34)
+    labels = labels_of(tracks)
+    config = TrainConfig(epochs=3, batch_size=8, warmup_epochs=1, lr=0.01, clips_per_track=2, eval_hop_seconds=1.0)
+    args = ("ms-sincresnet", split["train"], split["valid"], labels)
+    fit(*args, tmp_path / "whole", config, TINY, "cpu", verbose=False)
+    fit(*args, tmp_path / "parts", TrainConfig(**{**config.__dict__, "epochs": 2}), TINY, "cpu", verbose=False)
+    with pytest.raises(MgcError, match="--resume"):
+        fit(*args, tmp_path / "parts", config, TINY, "cpu", verbose=False)
+    fit(*args, tmp_path / "parts", config, TINY, "cpu", resume=True, verbose=False)
+    whole = load_checkpoint(tmp_path / "whole" / "last.pt")
+    parts = load_checkpoint(tmp_path / "parts" / "last.pt")
+    assert whole["train"]["epoch"] == parts["train"]["epoch"] == 2
+    for key, tensor in whole["state_dict"].items():
+        assert torch.equal(tensor, parts["state_dict"][key]), key
+    assert (tmp_path / "parts" / "log.jsonl").read_text().count("\n") == 3
+
+
+def test_classification_report_counts():
+    report = classification_report([0, 0, 1, 1, 2], [0, 1, 1, 1, 0], ["a", "b", "c"])
+    assert report["accuracy"] == pytest.approx(0.6)
+    assert report["confusion"] == [[1, 1, 0], [0, 2, 0], [1, 0, 0]]
+    a, b, c = report["per_class"]
+    assert (a["precision"], a["recall"]) == (0.5, 0.5)
+    assert b["precision"] == pytest.approx(2 / 3) and b["recall"] == 1.0
+    assert c["f1"] == 0.0 and c["support"] == 1
+    assert report["macro"]["recall"] == pytest.approx((0.5 + 1 + 0) / 3)
