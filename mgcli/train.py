@@ -166,7 +166,7 @@ def fit(
         total_loss, correct, seen = 0.0, 0, 0
         with Progress(
             TextColumn(f"epoch {epoch + 1}/{config.epochs}"), BarColumn(), MofNCompleteColumn(),
-            TimeRemainingColumn(), console=console, transient=True,
+            TimeRemainingColumn(), console=console, transient=True, disable=not console.is_terminal,
         ) as progress:
             task = progress.add_task("train", total=len(loader))
             for clips, targets in loader:
