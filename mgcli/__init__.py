@@ -12,3 +12,16 @@ __version__ = "0.1.0"
 
 class MgcError(Exception):
     """An error the user can act on: the CLI prints it on one line, no traceback."""
+
+
+def __getattr__(name: str):
+    """`mgcli.load_model` and `mgcli.classify`, imported on first use (they need torch)."""
+    if name == "load_model":
+        from .checkpoint import load_model
+
+        return load_model
+    if name == "classify":
+        from .predict import classify
+
+        return classify
+    raise AttributeError(f"module 'mgcli' has no attribute {name!r}")

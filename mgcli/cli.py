@@ -25,6 +25,16 @@ err = Console(stderr=True, soft_wrap=True)
 Device = Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")]
 Hop = Annotated[float, typer.Option(help="Seconds between clip starts (paper: 0.5; default: back-to-back 3-s clips).")]
 Aggregate = Annotated[str, typer.Option(help="Clips to track: mean_prob, vote (paper) or mean_logit.")]
+Data = Annotated[Path, typer.Option(help="Dataset folder, CSV manifest or preprocess cache.")]
+ModelName = Annotated[str, typer.Option("--model", help="Model name (see `mgc models`).")]
+Sets = Annotated[list[str], typer.Option("--set", help="Model config override key=value (repeatable).")]
+Epochs = Annotated[int, typer.Option(min=1)]
+BatchSize = Annotated[Optional[int], typer.Option(min=1, help="Clips per optimiser step (default 16).")]
+OptimizerName = Annotated[Optional[str], typer.Option("--optimizer", help="sgd (paper) or adam.")]
+Lr = Annotated[Optional[float], typer.Option(help="Learning rate after warm-up (paper: 0.005).")]
+Warmup = Annotated[Optional[int], typer.Option(help="Epochs at 1e-5 first (paper: 5).")]
+Seed = Annotated[Optional[int], typer.Option(help="Seed of every random choice (default 0).")]
+Cache = Annotated[Optional[Path], typer.Option(help="Where to cache decoded audio (default: OUT/cache).")]
 
 
 def main() -> None:
@@ -118,7 +128,7 @@ def predict(
                 progress.console.print(f"[red]failed:[/red] {result.error}", highlight=False)
             elif not csv and not single:
                 genre, p = best_of(result.probabilities, model.labels, 1)[0]
-                progress.console.print(f"{result.path}\t{genre}\t{p:.3f}", highlight=False)
+                out.print(f"{result.path}\t{genre}\t{p:.3f}", highlight=False)
             progress.advance(task)
     if writer:
         writer.close()
@@ -190,26 +200,26 @@ def _train_config(**values) -> "TrainConfig":
 
 @app.command()
 def train(
-    data: Annotated[Path, typer.Option(help="Dataset folder, CSV manifest or preprocess cache.")],
+    data: Data,
     out_dir: Annotated[Path, typer.Option("--out", help="Run folder: last.pt, best.pt, log.jsonl.")],
-    model: Annotated[str, typer.Option(help="Model name (see `mgc models`).")] = "ms-sincresnet",
-    set_: Annotated[list[str], typer.Option("--set", help="Model config override key=value (repeatable).")] = [],
-    epochs: Annotated[int, typer.Option(min=1)] = 100,
+    model: ModelName = "ms-sincresnet",
+    set_: Sets = [],
+    epochs: Epochs = 100,
     split_file: Annotated[Optional[Path], typer.Option(help="CSV with path,split columns (train/valid/test).")] = None,
     folds: Annotated[Optional[int], typer.Option(help="Stratified k-fold: number of folds.")] = None,
     fold: Annotated[Optional[int], typer.Option(help="With --folds: the fold held out for validation.")] = None,
     valid_fraction: Annotated[float, typer.Option(help="Without a split: stratified validation share.")] = 0.2,
-    batch_size: Annotated[Optional[int], typer.Option(min=1)] = None,
+    batch_size: BatchSize = None,
     clips_per_track: Annotated[Optional[int], typer.Option(min=1, help="Random clips per track per epoch (paper: 4).")] = None,
-    optimizer: Annotated[Optional[str], typer.Option(help="sgd (paper) or adam.")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Learning rate after warm-up (paper: 0.005).")] = None,
-    warmup_epochs: Annotated[Optional[int], typer.Option(help="Epochs at 1e-5 first (paper: 5).")] = None,
+    optimizer: OptimizerName = None,
+    lr: Lr = None,
+    warmup_epochs: Warmup = None,
     balance: Annotated[Optional[str], typer.Option(help="Class balance: loss, sampler or none.")] = None,
     eval_hop: Annotated[Optional[float], typer.Option(help="Validation clip hop in seconds.")] = None,
-    seed: Annotated[Optional[int], typer.Option()] = None,
+    seed: Seed = None,
     workers: Annotated[Optional[int], typer.Option(help="Data-loading worker processes.")] = None,
     init_backbone: Annotated[Optional[Path], typer.Option(help="torchvision ResNet-18 weights file for the backbone.")] = None,
-    cache: Annotated[Optional[Path], typer.Option(help="Where to cache decoded audio (default: OUT/cache).")] = None,
+    cache: Cache = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last.pt.")] = False,
     device: Device = "auto",
 ) -> None:
@@ -243,18 +253,18 @@ def train(
 
 @app.command()
 def crossval(
-    data: Annotated[Path, typer.Option(help="Dataset folder, CSV manifest or preprocess cache.")],
+    data: Data,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for fold-*/ runs and crossval.json.")],
-    model: Annotated[str, typer.Option(help="Model name (see `mgc models`).")] = "ms-sincresnet",
-    set_: Annotated[list[str], typer.Option("--set", help="Model config override key=value (repeatable).")] = [],
+    model: ModelName = "ms-sincresnet",
+    set_: Sets = [],
     folds: Annotated[int, typer.Option(min=2)] = 10,
-    epochs: Annotated[int, typer.Option(min=1)] = 100,
-    batch_size: Annotated[Optional[int], typer.Option(min=1)] = None,
-    optimizer: Annotated[Optional[str], typer.Option(help="sgd (paper) or adam.")] = None,
-    lr: Annotated[Optional[float], typer.Option()] = None,
-    warmup_epochs: Annotated[Optional[int], typer.Option()] = None,
-    seed: Annotated[Optional[int], typer.Option()] = None,
-    cache: Annotated[Optional[Path], typer.Option(help="Where to cache decoded audio (default: OUT/cache).")] = None,
+    epochs: Epochs = 100,
+    batch_size: BatchSize = None,
+    optimizer: OptimizerName = None,
+    lr: Lr = None,
+    warmup_epochs: Warmup = None,
+    seed: Seed = None,
+    cache: Cache = None,
     device: Device = "auto",
 ) -> None:
     """K-fold cross-validation as the paper ran it: train and test on every fold, mean ± std."""
@@ -286,7 +296,7 @@ def crossval(
 
 @app.command()
 def evaluate(
-    data: Annotated[Path, typer.Option(help="Dataset folder, CSV manifest or preprocess cache.")],
+    data: Data,
     weights: Annotated[Path, typer.Option(help="Checkpoint to score.")],
     split_file: Annotated[Optional[Path], typer.Option(help="CSV with path,split columns.")] = None,
     split: Annotated[Optional[str], typer.Option(help="Which split to score: train, valid, test or all (default: test with --split-file, else all).")] = None,

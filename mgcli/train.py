@@ -25,7 +25,7 @@ from .checkpoint import (
 )
 from .data import Augment, TrainClips, Track, class_counts, split_tracks, write_text_atomic
 from .evaluate import RANDOM_FOLDS_WARNING, evaluate_tracks
-from .models import build
+from .models import build, make_config
 
 
 @dataclass
@@ -118,6 +118,8 @@ def fit(
             raise MgcError(f"{last_path}: a run of {checkpoint['model']} on other labels; cannot resume it with these")
         if {**state["config"], "epochs": config.epochs} != asdict(config):
             raise MgcError(f"{last_path}: was trained with other settings; resume with the same ones (only --epochs may change)")
+        if checkpoint["config"] != asdict(make_config(model_name, **{**(model_overrides or {}), "n_classes": len(labels)})):
+            raise MgcError(f"{last_path}: was trained with other model settings (--set); resume with the same ones")
         if state["split"] != split_keys:
             raise MgcError(f"{last_path}: was trained on another train/valid split; cannot resume with this one")
         network = build(model_name, **checkpoint["config"])
