@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import MgcError, __version__
+from .audio import DEFAULT_HOP_SECONDS
 
 app = typer.Typer(
     help="Music genre classification: MS-SincResNet and friends.",
@@ -86,7 +87,7 @@ def predict(
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="Genres to show per file.")] = 3,
     csv: Annotated[Optional[Path], typer.Option(help="Write one row per file: path,genre,probability,<labels>,error.")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the results as JSON.")] = None,
-    hop: Hop = 3.0,
+    hop: Hop = DEFAULT_HOP_SECONDS,
     aggregate: Aggregate = "mean_prob",
     batch_size: Annotated[int, typer.Option(min=1, help="Clips per forward pass.")] = 16,
     skip_existing: Annotated[bool, typer.Option(help="Resume --csv: keep its finished rows and skip those files.")] = False,
@@ -301,7 +302,7 @@ def evaluate(
     split_file: Annotated[Optional[Path], typer.Option(help="CSV with path,split columns.")] = None,
     split: Annotated[Optional[str], typer.Option(help="Which split to score: train, valid, test or all (default: test with --split-file, else all).")] = None,
     aggregate: Aggregate = "mean_prob",
-    hop: Hop = 3.0,
+    hop: Hop = DEFAULT_HOP_SECONDS,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the full report as JSON.")] = None,
     device: Device = "auto",
 ) -> None:

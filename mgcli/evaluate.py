@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from . import MgcError
-from .audio import cut_clips
+from .audio import DEFAULT_HOP_SECONDS, cut_clips
 from .checkpoint import GenreModel
 from .data import Track, load_wave, to_float
-from .predict import AGGREGATIONS, DEFAULT_BATCH_SIZE, DEFAULT_HOP_SECONDS, aggregate, clip_logits, hop_samples
+from .predict import AGGREGATIONS, DEFAULT_BATCH_SIZE, aggregate, clip_logits, hop_samples
 
 RANDOM_FOLDS_WARNING = (
     "Random folds put the same artists in training and test folds; on GTZAN this inflates "

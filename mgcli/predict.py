@@ -17,15 +17,12 @@ import numpy as np
 import torch
 
 from . import MgcError
-from .audio import SAMPLE_RATE, stream_clips
+from .audio import DEFAULT_HOP_SECONDS, SAMPLE_RATE, stream_clips
 from .checkpoint import GenreModel
 from .data import write_text_atomic
 
 AGGREGATIONS = ("mean_prob", "vote", "mean_logit")
-# Predict hears a track in back-to-back 3-s clips by default: 10 clips per 30 s, six times
-# cheaper than the paper's 0.5-s hop. `--hop 0.5` gives the paper's setting.
-DEFAULT_HOP_SECONDS = 3.0
-DEFAULT_BATCH_SIZE = 16
+DEFAULT_BATCH_SIZE = 16  # clips per forward pass
 
 
 def hop_samples(hop_seconds: float) -> int:

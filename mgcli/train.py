@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from . import MgcError
+from .audio import DEFAULT_HOP_SECONDS
 from .checkpoint import (
     GenreModel, load_checkpoint, make_checkpoint, model_from_checkpoint, pick_device, save_checkpoint,
 )
@@ -44,7 +45,7 @@ class TrainConfig:
     gain_high: float = 1.1
     noise_std: float = 0.02  # ... plus Gaussian noise of this standard deviation
     balance: str = "loss"  # "loss" (class-weighted loss), "sampler" (class-balanced draws) or "none"
-    eval_hop_seconds: float = 3.0
+    eval_hop_seconds: float = DEFAULT_HOP_SECONDS
     aggregate: str = "mean_prob"
     seed: int = 0
     workers: int = 0

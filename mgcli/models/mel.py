@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 from torchaudio.transforms import MelSpectrogram
 
+from mgcli.audio import CLIP_SAMPLES, SAMPLE_RATE
 from mgcli.models.resnet import ClassifierHead, ResNet18, SpatialPyramidPool, load_torchvision_resnet18
 from mgcli.models.sinc import WaveformNorm
 
@@ -21,7 +22,7 @@ class LogMel(nn.Module):
     the 257 bins of a 512-point FFT the HTK scale would leave one band empty.
     """
 
-    def __init__(self, sample_rate: int = 16000, n_fft: int = 512, hop_length: int = 128, n_mels: int = 128):
+    def __init__(self, sample_rate: int = SAMPLE_RATE, n_fft: int = 512, hop_length: int = 128, n_mels: int = 128):
         super().__init__()
         # torchaudio checks its filterbank for empty bands with a data-dependent test that fails on
         # the meta device; the filterbank and window are constants, so they are always built on the CPU.
@@ -43,8 +44,8 @@ class LogMel(nn.Module):
 @dataclass
 class ResNetMelConfig:
     n_classes: int = 10
-    sample_rate: int = 16000
-    clip_samples: int = 48000
+    sample_rate: int = SAMPLE_RATE
+    clip_samples: int = CLIP_SAMPLES
     n_mels: int = 128
     n_fft: int = 512  # also the window length
     hop_length: int = 128

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mgcli import MgcError
+from mgcli.audio import SAMPLE_RATE
 
 
 def hz_to_mel(hz: float) -> float:
@@ -48,7 +49,7 @@ class SincConv(nn.Module):
         self,
         n_filters: int,
         kernel_size: int,
-        sample_rate: int = 16000,
+        sample_rate: int = SAMPLE_RATE,
         min_low_hz: float = 50.0,
         min_band_hz: float = 50.0,
         init_low_hz: float = 30.0,
@@ -151,7 +152,7 @@ class MultiScaleSinc(nn.Module):
         n_filters: int,
         kernel_sizes: tuple[int, ...],
         pooled_width: int,
-        sample_rate: int = 16000,
+        sample_rate: int = SAMPLE_RATE,
         min_low_hz: float = 50.0,
         min_band_hz: float = 50.0,
         init_low_hz: float = 30.0,

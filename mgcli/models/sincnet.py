@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mgcli.audio import CLIP_SAMPLES, SAMPLE_RATE
 from mgcli.models.sinc import SincConv, WaveformNorm
 
 LEAKY_SLOPE = 0.2  # SincNet's leaky ReLU slope
@@ -15,8 +16,8 @@ LEAKY_SLOPE = 0.2  # SincNet's leaky ReLU slope
 @dataclass
 class SincNetConfig:
     n_classes: int = 10
-    sample_rate: int = 16000
-    clip_samples: int = 48000
+    sample_rate: int = SAMPLE_RATE
+    clip_samples: int = CLIP_SAMPLES
     n_filters: int = 80
     kernel_size: int = 251
     conv_channels: int = 60

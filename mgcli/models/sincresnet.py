@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from mgcli import MgcError
+from mgcli.audio import CLIP_SAMPLES, SAMPLE_RATE
 from mgcli.models.resnet import ClassifierHead, ResNet18, SpatialPyramidPool, load_torchvision_resnet18
 from mgcli.models.sinc import MultiScaleSinc, WaveformNorm
 
@@ -14,8 +15,8 @@ from mgcli.models.sinc import MultiScaleSinc, WaveformNorm
 @dataclass
 class SincResNetConfig:
     n_classes: int = 10
-    sample_rate: int = 16000
-    clip_samples: int = 48000
+    sample_rate: int = SAMPLE_RATE
+    clip_samples: int = CLIP_SAMPLES
     n_filters: int = 160  # sinc filters per bank: the height of the learned spectrogram
     kernel_sizes: tuple[int, ...] = (251, 501, 1001)  # one bank per length; 1 or 3 banks
     pooled_width: int = 1024  # time steps of the learned spectrogram
