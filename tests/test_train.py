@@ -90,3 +90,18 @@ def test_classification_report_counts():
     assert b["precision"] == pytest.approx(2 / 3) and b["recall"] == 1.0
     assert c["f1"] == 0.0 and c["support"] == 1
     assert report["macro"]["recall"] == pytest.approx((0.5 + 1 + 0) / 3)
+
+
+def test_batchnorm_recalibration_measures_the_data_the_weights_see():
+    from torch import nn
+
+    from mgcli.train import recalibrate_batchnorm
+
+    network = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3))
+    network[1].running_mean.fill_(100.0)  # stale statistics from weights long gone
+    data = [(torch.randn(8, 4) + 2.0, torch.zeros(8)) for _ in range(5)]
+    recalibrate_batchnorm(network, data, torch.device("cpu"), max_batches=4)
+    with torch.no_grad():
+        features = network[0](torch.cat([x for x, _ in data[:4]]))
+    torch.testing.assert_close(network[1].running_mean, features.mean(0))
+    assert network[1].momentum == 0.1  # restored for training
