@@ -39,3 +39,11 @@ def test_classify_short_and_long_files(trained_run, tmp_path):
     long = classify(model, write_tone(tmp_path / "long.ogg", 3000, 12.0, rate=44100), hop_seconds=0.5)
     assert long.clips == 24  # 0.5-s clips every 0.5 s over 12 s, nothing wrapped
     assert model.labels[int(long.probabilities.argmax())] == "high"
+
+
+def test_the_shipped_default_answers_without_weights_given(tmp_path):
+    model = load_model(None, "cpu")
+    assert len(model.labels) == 10 and "metal" in model.labels
+    result = classify(model, write_tone(tmp_path / "song.mp3", 440, 4.0, rate=44100))
+    assert result.probabilities.sum() == pytest.approx(1, abs=1e-5)
+    assert model.labels[int(result.probabilities.argmax())] in model.labels
