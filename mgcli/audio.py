@@ -35,17 +35,6 @@ class AudioError(MgcError):
     """A file that cannot be decoded into audio."""
 
 
-def audio_info(path: str | Path) -> tuple[int, int]:
-    """(frames, sample rate) of a file, without decoding it."""
-    import soundfile
-
-    try:
-        info = soundfile.info(str(path))
-    except Exception as error:
-        raise AudioError(f"{path}: {_decode_reason(path, error)}") from None
-    return info.frames, info.samplerate
-
-
 def stream(path: str | Path, block_seconds: float = BLOCK_SECONDS) -> Iterator[np.ndarray]:
     """Yield the file as consecutive 16 kHz mono float32 blocks (memory bounded by the block size)."""
     import soundfile
