@@ -38,6 +38,7 @@ class GenreModel:
     network: nn.Module
     labels: list[str]
     device: torch.device
+    fast_path: bool = True  # use the network's exact span_logits where it has one; False: clip by clip
 
     @property
     def clip_samples(self) -> int:

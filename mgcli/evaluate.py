@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from . import MgcError
-from .audio import DEFAULT_HOP_SECONDS, cut_clips
+from .audio import DEFAULT_HOP_SECONDS
 from .checkpoint import GenreModel
 from .data import Track, load_wave, to_float
-from .predict import AGGREGATIONS, DEFAULT_BATCH_SIZE, aggregate, clip_logits, hop_samples
+from .predict import AGGREGATIONS, DEFAULT_BATCH_SIZE, aggregate, hop_samples, track_logits
 
 RANDOM_FOLDS_WARNING = (
     "Random folds put the same artists in training and test folds; on GTZAN this inflates "
@@ -77,7 +77,7 @@ def evaluate_tracks(
         except MgcError as error:
             failed.append((track.path, str(error)))
             continue
-        logits = clip_logits(model, cut_clips(wave, model.clip_samples, hop), batch_size)
+        logits = track_logits(model, [wave], hop, batch_size)
         shifted = logits - logits.max(axis=1, keepdims=True)
         log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         losses.append(-log_probs[:, target].mean())

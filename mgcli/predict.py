@@ -6,9 +6,12 @@ evaluate, predict) turns audio into a decision.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
+import queue
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +20,7 @@ import numpy as np
 import torch
 
 from . import MgcError
-from .audio import DEFAULT_HOP_SECONDS, SAMPLE_RATE, stream_clips
+from .audio import DEFAULT_HOP_SECONDS, SAMPLE_RATE, iter_spans, stream
 from .checkpoint import GenreModel
 from .data import write_text_atomic
 
@@ -31,28 +34,45 @@ def hop_samples(hop_seconds: float) -> int:
     return max(1, round(hop_seconds * SAMPLE_RATE))
 
 
-def clip_logits(
-    model: GenreModel, clips: Iterable[np.ndarray], batch_size: int = DEFAULT_BATCH_SIZE
+def clip_logits(model: GenreModel, clips: np.ndarray) -> np.ndarray:
+    """Logits [n_clips, n_labels] of a batch of clips [n_clips, clip_samples] (mixed precision on CUDA)."""
+    with _inference(model):
+        return model.network(torch.tensor(clips, device=model.device)).float().cpu().numpy()
+
+
+def span_logits(model: GenreModel, span: np.ndarray, hop: int, n_clips: int) -> np.ndarray:
+    """Logits [n_clips, n_labels] of the clips span[i * hop : i * hop + clip_samples] (audio.iter_spans).
+
+    A network with an exact fast path (`span_logits`, e.g. SincResNet) reads the span whole;
+    any other reads the clips as one batch.
+    """
+    if not _has_fast_path(model):
+        return clip_logits(model, span_clips(span, model.clip_samples, hop, n_clips))
+    with _inference(model):
+        return model.network.span_logits(torch.from_numpy(span).to(model.device), hop, n_clips).float().cpu().numpy()
+
+
+def track_logits(
+    model: GenreModel, blocks: Iterable[np.ndarray], hop: int, batch_size: int = DEFAULT_BATCH_SIZE
 ) -> np.ndarray:
-    """Logits [n_clips, n_labels] for clips fed in batches (mixed precision on CUDA)."""
-    outputs = []
-    batch: list[np.ndarray] = []
+    """Logits [n_clips, n_labels] of every clip of a track given as consecutive 16 kHz blocks."""
+    logits = [span_logits(model, span, hop, n) for span, n in iter_spans(blocks, model.clip_samples, hop, batch_size)]
+    return np.concatenate(logits)
 
-    def run() -> None:
-        x = torch.from_numpy(np.stack(batch)).to(model.device)
-        with torch.inference_mode(), torch.autocast("cuda", torch.bfloat16, enabled=model.device.type == "cuda"):
-            outputs.append(model.network(x).float().cpu().numpy())
-        batch.clear()
 
-    for clip in clips:
-        batch.append(clip)
-        if len(batch) == batch_size:
-            run()
-    if batch:
-        run()
-    if not outputs:
-        raise MgcError("no clips to classify")
-    return np.concatenate(outputs)
+def span_clips(span: np.ndarray, length: int, hop: int, n_clips: int) -> np.ndarray:
+    """The clips of a span (audio.iter_spans) as a [n_clips, length] view."""
+    return np.lib.stride_tricks.sliding_window_view(span, length)[::hop][:n_clips]
+
+
+def _has_fast_path(model: GenreModel) -> bool:
+    return model.fast_path and hasattr(model.network, "span_logits")
+
+
+@contextlib.contextmanager
+def _inference(model: GenreModel) -> Iterator[None]:
+    with torch.inference_mode(), torch.autocast("cuda", torch.bfloat16, enabled=model.device.type == "cuda"):
+        yield
 
 
 def aggregate(logits: np.ndarray, method: str = "mean_prob") -> np.ndarray:
@@ -95,8 +115,7 @@ def classify(
     batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> TrackResult:
     """Genre probabilities of one audio file; decoding streams, so long files stay in bounded memory."""
-    clips = stream_clips(path, model.clip_samples, hop_samples(hop_seconds))
-    logits = clip_logits(model, clips, batch_size)
+    logits = track_logits(model, stream(path), hop_samples(hop_seconds), batch_size)
     return TrackResult(str(path), aggregate(logits, method), len(logits))
 
 
@@ -107,14 +126,88 @@ def classify_files(
     method: str = "mean_prob",
     batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> Iterator[TrackResult]:
-    """Classify files one by one; a file that fails gives a result carrying its error."""
-    for path in paths:
+    """Classify files, yielding results in order; a file that fails gives a result carrying its error.
+
+    A decoding thread keeps the next files' clips coming while the model runs (soundfile and
+    the resampler release the GIL), and consecutive files share batches, so a folder of short
+    tracks still runs full batches. Models with a fast path read each span whole instead.
+    """
+    paths = [str(path) for path in paths]
+    hop = hop_samples(hop_seconds)
+    spans: queue.Queue = queue.Queue(maxsize=8)  # bounds the audio decoded ahead
+    stop = threading.Event()
+
+    def put(item: tuple) -> None:
+        while not stop.is_set():
+            try:
+                return spans.put(item, timeout=0.1)
+            except queue.Full:
+                continue
+
+    def decode() -> None:
+        for index, path in enumerate(paths):
+            error = ""
+            try:
+                for span, n in iter_spans(stream(path), model.clip_samples, hop, batch_size):
+                    put((index, span, n))
+            except MgcError as failure:
+                error = str(failure)
+            except Exception as failure:  # reported per file: one bad file must not stop a folder
+                error = f"{path}: {type(failure).__name__}: {failure}"
+            put((index, None, error))
+        put((None, None, ""))
+
+    rows: dict[int, list[np.ndarray]] = {}  # file index -> its clips' logits so far
+    errors: dict[int, str] = {}
+    ended: set[int] = set()
+    pending: list[tuple[int, np.ndarray]] = []  # (file index, clip) waiting for a full batch
+
+    def run(owners: list[int], compute) -> None:
         try:
-            yield classify(model, path, hop_seconds, method, batch_size)
-        except MgcError as error:
-            yield TrackResult(str(path), error=str(error))
-        except (RuntimeError, MemoryError, OSError) as error:
-            yield TrackResult(str(path), error=f"{path}: {type(error).__name__}: {error}")
+            logits = compute()
+        except (RuntimeError, MemoryError) as failure:
+            for index in set(owners):
+                errors[index] = f"{paths[index]}: {type(failure).__name__}: {failure}"
+            return
+        for index, row in zip(owners, logits):
+            rows.setdefault(index, []).append(row)
+
+    def run_pending(count: int) -> None:
+        nonlocal pending
+        batch, pending = pending[:count], pending[count:]
+        run([index for index, _ in batch], lambda: clip_logits(model, np.stack([clip for _, clip in batch])))
+
+    worker = threading.Thread(target=decode, daemon=True)
+    worker.start()
+    next_result = 0
+    try:
+        while next_result < len(paths):
+            index, span, detail = spans.get()
+            if span is not None and _has_fast_path(model):
+                run([index] * detail, lambda: span_logits(model, span, hop, detail))
+            elif span is not None:
+                pending += [(index, clip) for clip in span_clips(span, model.clip_samples, hop, detail)]
+                while len(pending) >= batch_size:
+                    run_pending(batch_size)
+            elif index is not None:
+                ended.add(index)
+                if detail:
+                    errors[index] = detail
+            else:  # everything is decoded
+                while pending:
+                    run_pending(batch_size)
+            while next_result in ended and all(owner != next_result for owner, _ in pending):
+                yield _result(paths[next_result], rows.pop(next_result, []), errors.pop(next_result, ""), method)
+                next_result += 1
+    finally:
+        stop.set()
+
+
+def _result(path: str, rows: list[np.ndarray], error: str, method: str) -> TrackResult:
+    if error:
+        return TrackResult(path, error=error)
+    logits = np.stack(rows)
+    return TrackResult(path, aggregate(logits, method), len(logits))
 
 
 def top_k(probabilities: np.ndarray, labels: list[str], k: int) -> list[tuple[str, float]]:

@@ -68,7 +68,7 @@ def test_a_short_track_is_one_padded_clip_and_a_sliver_of_tail_adds_no_clip():
 def test_streamed_clips_equal_clips_of_the_decoded_track(tmp_path):
     path = write_tone(tmp_path / "long.wav", 300, 7.3, rate=22050)
     for length, hop in [(48_000, 8_000), (16_000, 16_000), (8_000, 24_000)]:
-        streamed = np.stack(list(audio.stream_clips(path, length, hop)))
+        streamed = np.stack(list(audio.iter_clips(audio.stream(path), length, hop)))
         whole = audio.cut_clips(audio.load(path), length, hop)
         assert streamed.shape == whole.shape
         np.testing.assert_allclose(streamed, whole, atol=1e-6)
@@ -102,3 +102,16 @@ def test_a_file_of_zero_frames_has_no_audio(tmp_path):
     sf.write(str(tmp_path / "nothing.wav"), np.zeros(0, np.float32), 16000)
     with pytest.raises(AudioError, match="contains no audio"):
         audio.load(tmp_path / "nothing.wav")
+
+
+@pytest.mark.parametrize("length, hop", [(4_000, 1_000), (4_000, 4_000), (1_000, 3_000), (5_000, 700)])
+def test_spans_hold_the_same_clips_as_the_clip_cutter(length, hop):
+    wave = np.random.default_rng(0).standard_normal(23_456).astype(np.float32)
+    blocks = np.split(wave, [5_000, 5_001, 17_000])  # block edges anywhere, one of a single sample
+    expected = audio.cut_clips(wave, length, hop)
+    for max_clips in (1, 3, 7, 100):
+        clips = []
+        for span, n in audio.iter_spans(blocks, length, hop, max_clips):
+            assert 1 <= n <= max_clips and len(span) == length + (n - 1) * hop
+            clips += [span[i * hop : i * hop + length] for i in range(n)]
+        np.testing.assert_array_equal(np.stack(clips), expected)

@@ -87,6 +87,18 @@ class SincResNet(nn.Module):
     def forward(self, wave: Tensor) -> Tensor:
         return self.head(self.pool(self.backbone(self.learned_spectrogram(wave))))
 
+    def span_logits(self, span: Tensor, hop: int, n_clips: int) -> Tensor:
+        """forward() of the clips span[i * hop : i * hop + clip_samples], i < n_clips: [n_clips, n_classes].
+
+        The exact fast path for inference (MultiScaleSinc.forward_span): it needs eval mode and
+        a layer norm without the positional affine, which ties each sample to a clip position.
+        """
+        if self.training or self.config.norm_affine:
+            raise MgcError("span_logits needs eval mode and norm_affine=False; use forward() on clips")
+        image = self.front_end.forward_span(span, hop, n_clips, self.config.clip_samples)
+        image = image.expand(-1, 3, -1, -1) if image.shape[1] == 1 else image
+        return self.head(self.pool(self.backbone(image)))
+
     def init_backbone(self, path: str) -> int:
         """Load torchvision ImageNet resnet18 weights into the backbone (the paper starts from them)."""
         return load_torchvision_resnet18(self.backbone, path)
