@@ -9,18 +9,53 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from torch import nn
+
 from mgcli import MgcError
+from mgcli.checkpoint import load_checkpoint, make_checkpoint, model_from_checkpoint, save_checkpoint
 from mgcli.models import MODELS, build, count_parameters, describe, make_config
 from mgcli.models.resnet import ResNet18, SpatialPyramidPool, load_torchvision_resnet18
 from mgcli.models.sinc import MultiScaleSinc, SincConv, WaveformNorm
 
+# A config per registered model, a few thousand times cheaper than the default; no dropout, so a
+# few optimiser steps show learning. clip_samples is TINY_CLIP unless given here.
 TINY = {
-    "ms-sincresnet": dict(n_filters=8, kernel_sizes=(33, 65, 129), pooled_width=64, backbone_width=8, fc_hidden=16),
-    "sincresnet": dict(n_filters=8, kernel_sizes=(129,), pooled_width=64, backbone_width=8, fc_hidden=16),
+    "ms-sincresnet": dict(
+        n_filters=8, kernel_sizes=(33, 65, 129), pooled_width=64, backbone_width=8, fc_hidden=16, dropout=0.0
+    ),
+    "sincresnet": dict(n_filters=8, kernel_sizes=(129,), pooled_width=64, backbone_width=8, fc_hidden=16, dropout=0.0),
     "sincnet": dict(n_filters=8, conv_channels=8, fc_size=32, pooled_width=16),
-    "resnet-mel": dict(backbone_width=8, n_mels=32, fc_hidden=16),
+    "resnet-mel": dict(backbone_width=8, n_mels=32, fc_hidden=16, dropout=0.0),
+    "samplecnn": dict(clip_samples=3**7, stem_channels=8, channels=(8, 8, 16, 16, 16, 16), dropout=0.0),
+    "samplecnn-mlms": dict(
+        clip_samples=3**7, stem_channels=8, channels=(8, 8, 8, 16, 16, 16), fc_hidden=16, dropout=0.0
+    ),
+    "bbnn": dict(n_mels=32, n_fft=256, hop_length=128, stem_channels=8, width=8, bottleneck=8, transition_channels=8),
+    "broadcast": dict(
+        n_mels=32, n_fft=256, hop_length=128, stem_channels=8, width=8, bottleneck=8, transition_channels=8
+    ),
+    "multi-input": dict(n_mels=32, n_fft=256, hop_length=128, n_filters=16, kernel_sizes=(17, 33), pooled_width=32,
+                        channels=(4, 8, 8, 16), fc_hidden=16, dropout=0.0),
+    "mel-linear": dict(n_mels=32, n_fft=256, hop_length=128),
 }
-TINY_CLIP = 8000
+TINY_CLIP = 4000
+
+
+def build_tiny(name: str, **overrides) -> nn.Module:
+    return build(name, **{"clip_samples": TINY_CLIP, **TINY[name], **overrides})
+
+
+def tones(n_samples: int, per_class: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two classes of noisy sine clips, about 300 Hz and about 3 kHz: [2 * per_class, n_samples], labels."""
+    t = np.arange(n_samples) / 16000
+    rng = np.random.default_rng(0)
+    waves, labels = [], []
+    for label, base_hz in enumerate([300.0, 3000.0]):
+        for _ in range(per_class):
+            hz = base_hz * rng.uniform(0.9, 1.1)
+            waves.append(np.sin(2 * np.pi * hz * t + rng.uniform(0, 2 * np.pi)) + 0.05 * rng.standard_normal(n_samples))
+            labels.append(label)
+    return torch.tensor(np.array(waves), dtype=torch.float32), torch.tensor(labels)
 
 
 @pytest.fixture(autouse=True)
@@ -121,8 +156,10 @@ def test_multiscale_sinc_and_spp_shapes():
 
 @pytest.mark.parametrize("name", list(MODELS))
 def test_every_model_forwards_and_rebuilds(name):
-    model = build(name, clip_samples=TINY_CLIP, n_classes=5, **TINY[name])
-    logits = model(torch.randn(2, TINY_CLIP))
+    model = build_tiny(name, n_classes=5)
+    clip = model.config.clip_samples
+    assert count_parameters(model) > 0
+    logits = model(torch.randn(2, clip))
     assert logits.shape == (2, 5)
     assert torch.isfinite(logits).all()
 
@@ -133,11 +170,116 @@ def test_every_model_forwards_and_rebuilds(name):
     assert ours == theirs
 
 
+@pytest.mark.parametrize("name", list(MODELS))
+def test_adam_steps_lower_the_loss_on_tones(name):
+    model = build_tiny(name, n_classes=2)
+    waves, labels = tones(model.config.clip_samples)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    losses = []
+    for _ in range(12):
+        loss = F.cross_entropy(model(waves), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_checkpoint_round_trip_gives_the_same_logits(name, tmp_path):
+    model = build_tiny(name, n_classes=3)
+    clip = model.config.clip_samples
+    with torch.no_grad():
+        model(torch.randn(4, clip))  # train mode: BatchNorm statistics move away from their initial values
+    model.eval()
+    path = tmp_path / "model.pt"
+    save_checkpoint(make_checkpoint(name, model, ["a", "b", "c"]), path)
+    loaded = model_from_checkpoint(load_checkpoint(path), torch.device("cpu"))
+    assert loaded.name == name and loaded.labels == ["a", "b", "c"] and loaded.clip_samples == clip
+
+    wave = torch.randn(2, clip)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.network(wave), model(wave))
+
+
 def test_describe_lists_every_model():
     rows = describe()
-    assert [row["name"] for row in rows] == ["ms-sincresnet", "sincresnet", "sincnet", "resnet-mel"]
+    assert [row["name"] for row in rows] == [
+        "ms-sincresnet", "sincresnet", "sincnet", "resnet-mel",
+        "samplecnn", "samplecnn-mlms", "bbnn", "broadcast", "multi-input", "mel-linear",
+    ]  # fmt: skip
     for row in rows:
         assert row["parameters"] > 0 and row["summary"]
+
+
+@pytest.mark.parametrize("name", ["bbnn", "broadcast"])
+def test_broadcast_networks_have_about_180k_parameters(name):
+    with torch.device("meta"):
+        model = build(name)
+    assert 0.8 * 180_000 <= count_parameters(model) <= 1.2 * 180_000
+
+
+def test_broadcast_uses_lecun_normal_init():
+    model = build("broadcast")
+    weight = model.transition[0][0].weight  # 1x1 conv from the 544 broadcast channels
+    assert weight.shape[1] == 32 + 4 * 128
+    assert weight.std().item() == pytest.approx(544**-0.5, rel=0.05)
+    assert model.classifier.bias.abs().sum() == 0
+
+
+def test_default_samplecnn_reaches_one_time_step_on_meta_device():
+    with torch.device("meta"):
+        model = build("samplecnn")
+        outputs = model.stack(torch.zeros(2, 59049))
+        logits = model(torch.zeros(2, 59049))
+    assert model.config.clip_samples == 59049 == 3**10
+    assert [out.shape[-1] for out in outputs] == [3**k for k in range(8, -1, -1)]
+    assert outputs[-1].shape == (2, 512, 1)
+    assert logits.shape == (2, 10)
+
+
+def test_default_samplecnn_mlms_branches_on_meta_device():
+    with torch.device("meta"):
+        model = build("samplecnn-mlms")
+        outputs = [branch(torch.zeros(2, 59049)) for branch in model.branches]
+    # Frame 3 keeps all 9 blocks and frame 9 the last 8: both end on the same widths and steps.
+    assert [len(branch.blocks) for branch in model.branches] == [9, 8]
+    for levels in outputs:
+        assert [tuple(out.shape[1:]) for out in levels[-3:]] == [(128, 9), (128, 3), (256, 1)]
+    assert model.head.fc1.in_features == 2 * (128 + 128 + 256)
+
+
+def test_multi_input_exchanges_mid_level_maps_that_hooks_can_read():
+    model = build_tiny("multi-input")
+    maps = {}
+
+    def keep(branch: str):
+        return lambda module, inputs, output: maps.update({branch: output})
+
+    for branch in ("mel_blocks", "sinc_blocks"):
+        getattr(model, branch)[1].register_forward_hook(keep(branch))
+    model(torch.randn(2, TINY_CLIP))
+    assert maps["mel_blocks"].shape == (2, 8, 32 // 4, (TINY_CLIP // 128 + 1) // 4)
+    assert maps["sinc_blocks"].shape == (2, 8, 16 // 4, 32 // 4)
+    # The blocks after the exchange read both branches' channels.
+    assert model.mel_blocks[2][0][0].in_channels == model.sinc_blocks[2][0][0].in_channels == 8 + 8
+
+
+@pytest.mark.parametrize(
+    "name, overrides, message",
+    [
+        ("samplecnn", dict(clip_samples=48000), "too short for 9 blocks"),
+        ("samplecnn-mlms", dict(clip_samples=3**4), "fewer than levels=3"),
+        ("samplecnn-mlms", dict(levels=0), "levels must be"),
+        ("bbnn", dict(clip_samples=1000), "too small"),
+        ("multi-input", dict(exchange_after=4), "exchange_after must be"),
+        ("multi-input", dict(n_filters=8), "at least 16"),
+    ],
+)
+def test_impossible_configs_are_one_line_errors(name, overrides, message):
+    with torch.device("meta"), pytest.raises(MgcError, match=message) as error:
+        build(name, **overrides)
+    assert "\n" not in str(error.value)
 
 
 def test_default_ms_sincresnet_shapes_on_meta_device():
@@ -165,41 +307,6 @@ def test_registry_errors_and_json_lists():
     two_banks = dict(TINY["ms-sincresnet"], kernel_sizes=[33, 65])
     with pytest.raises(MgcError, match="1 or 3"):
         build("ms-sincresnet", **two_banks)
-
-
-def test_sgd_steps_lower_the_loss_on_tones():
-    sample_rate, n = 16000, 4000
-    t = np.arange(n) / sample_rate
-    rng = np.random.default_rng(0)
-    waves, labels = [], []
-    for label, base_hz in enumerate([300.0, 3000.0]):
-        for _ in range(4):
-            hz = base_hz * rng.uniform(0.9, 1.1)
-            waves.append(np.sin(2 * np.pi * hz * t + rng.uniform(0, 2 * np.pi)) + 0.05 * rng.standard_normal(n))
-            labels.append(label)
-    waves = torch.tensor(np.array(waves), dtype=torch.float32)
-    labels = torch.tensor(labels)
-
-    model = build(
-        "sincresnet",
-        n_classes=2,
-        clip_samples=n,
-        n_filters=8,
-        kernel_sizes=(65,),
-        pooled_width=32,
-        backbone_width=8,
-        fc_hidden=16,
-        dropout=0.0,
-    )
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    losses = []
-    for _ in range(8):
-        loss = F.cross_entropy(model(waves), labels)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    assert losses[-1] < 0.5 * losses[0]
 
 
 def torchvision_resnet18_state_dict(width: int) -> dict[str, torch.Tensor]:

@@ -14,7 +14,10 @@ import torch
 from torch import nn
 
 from mgcli import MgcError
-from mgcli.models.mel import ResNetMel, ResNetMelConfig
+from mgcli.models.broadcast import BBNN, BBNNConfig, Broadcast, BroadcastConfig
+from mgcli.models.mel import MelLinear, MelLinearConfig, ResNetMel, ResNetMelConfig
+from mgcli.models.multi_input import MultiInput, MultiInputConfig
+from mgcli.models.samplecnn import SampleCNN, SampleCNNConfig, SampleCNNMulti, SampleCNNMultiConfig
 from mgcli.models.sincnet import SincNet, SincNetConfig
 from mgcli.models.sincresnet import SincResNet, SincResNetConfig, SincResNetSingleConfig
 
@@ -23,6 +26,12 @@ MODELS: dict[str, tuple[type, type[nn.Module]]] = {
     "sincresnet": (SincResNetSingleConfig, SincResNet),
     "sincnet": (SincNetConfig, SincNet),
     "resnet-mel": (ResNetMelConfig, ResNetMel),
+    "samplecnn": (SampleCNNConfig, SampleCNN),
+    "samplecnn-mlms": (SampleCNNMultiConfig, SampleCNNMulti),
+    "bbnn": (BBNNConfig, BBNN),
+    "broadcast": (BroadcastConfig, Broadcast),
+    "multi-input": (MultiInputConfig, MultiInput),
+    "mel-linear": (MelLinearConfig, MelLinear),
 }
 
 

@@ -1,4 +1,4 @@
-"""Log-mel front end and ResNet-18 on a mel spectrogram, the 2D baseline of the MS-SincResNet paper."""
+"""Log-mel front end, ResNet-18 on a mel spectrogram (the 2D baseline of the MS-SincResNet paper) and a linear floor."""
 
 from __future__ import annotations
 
@@ -87,3 +87,38 @@ class ResNetMel(nn.Module):
     def init_backbone(self, path: str) -> int:
         """Load torchvision ImageNet resnet18 weights into the backbone, as SincResNet.init_backbone."""
         return load_torchvision_resnet18(self.backbone, path)
+
+
+@dataclass
+class MelLinearConfig:
+    n_classes: int = 10
+    sample_rate: int = SAMPLE_RATE
+    clip_samples: int = CLIP_SAMPLES
+    n_mels: int = 128
+    n_fft: int = 512  # also the window length
+    hop_length: int = 256
+
+
+class MelLinear(nn.Module):
+    """The floor: a linear classifier on the per-band mean and standard deviation of the log-mel.
+
+    Not from a paper: the simplest model that still learns, for judging the others against.
+    Pipeline: waveform layer norm -> log-mel (128 bands, 512-point FFT, hop 256) -> mean and
+    standard deviation of each band over time (256 features) -> BatchNorm1d without affine, which
+    only standardises each feature (a learned scale and shift would be redundant before a linear
+    layer) -> one Linear layer. No hidden layer: 2,570 parameters with 10 classes.
+    """
+
+    def __init__(self, config: MelLinearConfig):
+        super().__init__()
+        self.config = config
+        self.wave_norm = WaveformNorm(config.clip_samples)
+        self.front_end = LogMel(config.sample_rate, config.n_fft, config.hop_length, config.n_mels)
+        self.standardise = nn.BatchNorm1d(2 * config.n_mels, affine=False)
+        self.classifier = nn.Linear(2 * config.n_mels, config.n_classes)
+
+    def forward(self, wave: Tensor) -> Tensor:
+        mel = self.front_end(self.wave_norm(wave))
+        # correction=0: a one-frame clip gives std 0, not NaN
+        features = torch.cat([mel.mean(dim=-1), mel.std(dim=-1, correction=0)], dim=1)
+        return self.classifier(self.standardise(features))
