@@ -150,12 +150,11 @@ def fft_conv_same(signal: Tensor, taps: Tensor, filters_per_pass: int = 32) -> T
     blocks = torch.fft.rfft(padded.unfold(0, n_fft, step), n_fft)  # [n_blocks, n_fft // 2 + 1]
     # conv1d is a cross-correlation: convolving with the reversed taps gives the same result.
     taps_spectrum = torch.fft.rfft(taps[:, 0].flip(-1), n_fft)
-    out = signal.new_empty(n_filters, length)
+    out = signal.new_empty(n_filters, n_blocks, step)
     for first in range(0, n_filters, filters_per_pass):
         chunk = taps_spectrum[first : first + filters_per_pass, None, :]
-        filtered = torch.fft.irfft(chunk * blocks, n_fft)[..., kernel_size - 1 :]
-        out[first : first + len(chunk)] = filtered.reshape(len(chunk), -1)[:, :length]
-    return out
+        out[first : first + len(chunk)] = torch.fft.irfft(chunk * blocks, n_fft)[..., kernel_size - 1 :]
+    return out.view(n_filters, -1)[:, :length]
 
 
 class SincBank(nn.Module):
@@ -199,11 +198,14 @@ class SincBank(nn.Module):
         normed_edges = ((normed_edges - mean[:, None]) / std[:, None]).unsqueeze(1)
         left = F.conv1d(normed_edges[..., : 2 * half], taps, padding=half)[..., :half]
         right = F.conv1d(normed_edges[..., 2 * half :], taps, padding=half)[..., half:]
+        left = left * gain[:, None] + offset[:, None]
+        right = right * gain[:, None] + offset[:, None]
+        z = span.new_empty(self.sinc.n_filters, clip_samples)  # reused: a fresh 30 MB per clip costs page faults
         pooled = []
         for i, start in enumerate(starts):
-            z = torch.addcmul(shift[i, :, None], whole[:, start : start + clip_samples], scale[i, :, None])
-            z[:, :half] = left[i] * gain[:, None] + offset[:, None]
-            z[:, clip_samples - half :] = right[i] * gain[:, None] + offset[:, None]
+            torch.addcmul(shift[i, :, None], whole[:, start : start + clip_samples], scale[i, :, None], out=z)
+            z[:, :half] = left[i]
+            z[:, clip_samples - half :] = right[i]
             pooled.append(self.pool(z.relu_()))
         return torch.stack(pooled)
 

@@ -1,0 +1,233 @@
+"""mgcli speed benchmark: prints tables of measured times and ratios; it asserts nothing.
+
+    python benchmarks/bench.py                          # shipped default + ms-sincresnet (minutes on 2 cores)
+    python benchmarks/bench.py --models default bbnn    # registry names (default config) or checkpoint files
+    python benchmarks/bench.py --device cuda            # the same on a GPU, with mixed precision
+    python benchmarks/bench.py --quick                  # tiny model, short audio: seconds (the tests run this)
+
+Per model it times `predict` end to end (decode + resample + clips + model + aggregation) on a
+30-s WAV and a 4-min MP3, folder tagging, and training steps; beside each fast path it times
+the naive reference in the same run and prints the ratio and the largest output difference.
+Then start-up time, preprocess throughput and the peak memory of predicting a one-hour file.
+Times are medians of `--repeats` runs after one warm-up run; audio is generated (tones, noise,
+clicks), so the figures do not depend on the data at hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from mgcli.audio import SAMPLE_RATE, load
+from mgcli.checkpoint import GenreModel, load_model, pick_device
+from mgcli.data import find_tracks, preprocess
+from mgcli.models import build, count_parameters
+from mgcli.predict import classify, classify_files, hop_samples, track_logits
+
+SOURCE_RATE = 44_100  # the files are written at CD rate, so every prediction includes resampling
+GENRES = ["blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock"]
+QUICK_MODEL = dict(
+    n_filters=8, kernel_sizes=(33, 65, 129), pooled_width=32, backbone_width=8, fc_hidden=16, clip_samples=8000
+)
+
+
+def music_like(seconds: float, rate: int = SOURCE_RATE, seed: int = 0) -> np.ndarray:
+    """Stereo float32: a wandering harmonic tone, a noise floor and a click every half second."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    pitch = 220 * 2 ** (np.floor(t * 2) % 12 / 12)  # a new semitone every half second
+    phase = 2 * np.pi * np.cumsum(pitch) / rate
+    tone = sum(np.sin(k * phase) / k for k in range(1, 6))
+    clicks = (np.arange(len(t)) % (rate // 2) < 40).astype(float)
+    mono = 0.2 * tone + 0.02 * rng.standard_normal(len(t)) + 0.3 * clicks
+    return np.stack([mono, np.roll(mono, 100)], axis=1).astype(np.float32)
+
+
+def timed(run, repeats: int) -> tuple[float, object]:
+    """Median wall time of `repeats` runs after one warm-up run, and the last result."""
+    result = run()
+    times = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        result = run()
+        times.append(time.perf_counter() - began)
+    return statistics.median(times), result
+
+
+def open_model(spec: str, device: torch.device, quick: bool) -> GenreModel:
+    """`default`, a checkpoint file, or a registry name (default config, untrained: speed only)."""
+    if quick:
+        network = build("ms-sincresnet", n_classes=len(GENRES), **QUICK_MODEL)
+        return GenreModel("ms-sincresnet (tiny)", network.to(device).eval(), GENRES, device)
+    if spec == "default" or spec.endswith(".pt"):
+        return load_model(None if spec == "default" else spec, str(device))
+    network = build(spec, n_classes=len(GENRES))
+    return GenreModel(spec, network.to(device).eval(), GENRES, device)
+
+
+def naive(model: GenreModel) -> GenreModel:
+    return GenreModel(model.name, model.network, model.labels, model.device, fast_path=False)
+
+
+def bench_model(model: GenreModel, files: dict, args) -> list[tuple[str, str]]:
+    rows = [("parameters", f"{count_parameters(model.network):,}")]
+    hop = args.hop
+    seconds, _ = timed(lambda: classify(model, files["30s"], hop), args.repeats)
+    rows.append((f"predict, {files['short_label']} WAV (hop {hop:g} s)", f"{seconds:.3f} s"))
+    seconds, _ = timed(lambda: classify(model, files["4min"], hop), args.repeats)
+    rows.append((f"predict, {files['long_label']} MP3 (hop {hop:g} s)", f"{seconds:.3f} s"))
+
+    folder = files["folder"]
+    overlapped, _ = timed(lambda: list(classify_files(model, folder, hop)), args.repeats)
+    one_by_one, _ = timed(lambda: [classify(model, path, hop) for path in folder], args.repeats)
+    rows.append((f"tag a folder of {len(folder)} {files['short_label']} tracks", f"{60 * len(folder) / overlapped:.0f} tracks/min"))
+    rows.append(("  file by file, no decode thread (reference)", f"{60 * len(folder) / one_by_one:.0f} tracks/min"))
+    rows.append(("  ratio", f"{one_by_one / overlapped:.2f}x"))
+
+    if hasattr(model.network, "span_logits"):
+        wave = load(files["30s"])
+        paper_hop = hop_samples(0.5)
+        fast_s, fast = timed(lambda: track_logits(model, [wave], paper_hop), args.repeats)
+        slow_s, slow = timed(lambda: track_logits(naive(model), [wave], paper_hop), args.repeats)
+        rows.append((f"{files['short_label']} track at the paper's 0.5-s hop, fast path", f"{fast_s:.3f} s"))
+        rows.append(("  clip by clip (naive reference)", f"{slow_s:.3f} s"))
+        rows.append(("  ratio", f"{slow_s / fast_s:.2f}x, max |logit diff| {np.abs(fast - slow).max():.1e}"))
+
+    rows.append(("training, batch of 16 clips", f"{train_clips_per_second(model, args.repeats):.1f} clips/s"))
+    return rows
+
+
+def train_clips_per_second(model: GenreModel, repeats: int) -> float:
+    """Forward, backward and SGD step on random clips; the network is left in eval mode after."""
+    network = model.network
+    clips = torch.randn(16, model.clip_samples, device=model.device)
+    targets = torch.randint(len(model.labels), (16,), device=model.device)
+    optimizer = torch.optim.SGD(network.parameters(), lr=0.0)  # lr 0: the weights stay as they are
+    state = {k: v.clone() for k, v in network.state_dict().items()}  # BatchNorm statistics do change
+    network.train()
+
+    def step() -> None:
+        with torch.autocast("cuda", torch.bfloat16, enabled=model.device.type == "cuda"):
+            loss = torch.nn.functional.cross_entropy(network(clips).float(), targets)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if model.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    seconds, _ = timed(step, repeats)
+    network.load_state_dict(state)
+    network.eval()
+    return 16 / seconds
+
+
+def startup_rows() -> list[tuple[str, str]]:
+    rows = []
+    for label, argv in [("`mgc --help`", ["--help"]), ("`mgc predict` (argument error)", ["predict"])]:
+        command = [sys.executable, "-m", "mgcli", *argv]
+        seconds, _ = timed(lambda: subprocess.run(command, capture_output=True), 3)
+        rows.append((f"start-up, {label}", f"{seconds:.2f} s"))
+    return rows
+
+
+def preprocess_row(folder: list[Path], label: str, workdir: Path) -> tuple[str, str]:
+    tracks = find_tracks(folder[0].parent.parent)
+    counter = iter(range(1_000))
+    seconds, _ = timed(lambda: preprocess(tracks, workdir / f"cache{next(counter)}"), 1)
+    return (f"preprocess {len(tracks)} {label} tracks", f"{len(tracks) / seconds:.1f} tracks/s")
+
+
+def peak_memory_rows(spec: str, device: str, path: Path, quick: bool, label: str) -> list[tuple[str, str]]:
+    """Peak RSS of a fresh process that loads the model, before and after predicting `path`."""
+    code = (
+        "import resource, sys\n"
+        "sys.path.insert(0, sys.argv[1])\n"
+        "from bench import open_model\n"
+        "from mgcli.checkpoint import pick_device\n"
+        "from mgcli.predict import classify\n"
+        "model = open_model(sys.argv[2], pick_device(sys.argv[3]), sys.argv[4] == '1')\n"
+        "classify(model, sys.argv[5], 0.5)\n"  # load the model and warm up on a short file
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "classify(model, sys.argv[6])\n"
+        "print(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    warm = path.with_name("warm.wav")
+    sf.write(str(warm), music_like(4.0), SOURCE_RATE)
+    here = str(Path(__file__).resolve().parent)
+    done = subprocess.run(
+        [sys.executable, "-c", code, here, spec, device, "1" if quick else "0", str(warm), str(path)],
+        capture_output=True, text=True, check=True,
+    )
+    before_kib, after_kib = map(int, done.stdout.split())
+    return [
+        ("peak RSS, model loaded and warmed up", f"{before_kib / 1024:.0f} MiB"),
+        (f"peak RSS, after predicting a {label} WAV", f"{after_kib / 1024:.0f} MiB"),
+    ]
+
+
+def print_table(title: str, rows: list[tuple[str, str]]) -> None:
+    print(f"\n### {title}\n\n| measurement | value |\n|---|---:|")
+    for name, value in rows:
+        print(f"| {name} | {value} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["default", "ms-sincresnet"])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--hop", type=float, default=3.0, help="predict's hop in seconds (default 3)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--folder-size", type=int, default=8)
+    parser.add_argument("--quick", action="store_true", help="tiny model, short audio, one repeat")
+    args = parser.parse_args()
+    if args.quick:
+        args.models, args.repeats, args.folder_size = ["tiny"], 1, 3
+    device = pick_device(args.device)
+
+    cpu = platform.processor() or platform.machine()
+    print(f"mgcli benchmark: {cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}")
+    if device.type == "cuda":
+        print(f"GPU: {torch.cuda.get_device_name(device)}")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        short, long_seconds, hour_seconds = (3.0, 10.0, 60.0) if args.quick else (30.0, 240.0, 3600.0)
+        files = {"30s": workdir / "track.wav", "4min": workdir / "long.mp3"}
+        files["short_label"], files["long_label"] = f"{short:g}-s", f"{long_seconds / 60:g}-min"
+        sf.write(str(files["30s"]), music_like(short), SOURCE_RATE)
+        sf.write(str(files["4min"]), music_like(long_seconds, seed=1), SOURCE_RATE)
+        files["folder"] = []
+        for i in range(args.folder_size):
+            path = workdir / "folder" / GENRES[i % len(GENRES)] / f"track{i}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(str(path), music_like(short, seed=10 + i), SOURCE_RATE)
+            files["folder"].append(path)
+        hour = workdir / "hour.wav"
+        rng = np.random.default_rng(0)
+        with sf.SoundFile(str(hour), "w", SAMPLE_RATE, 1, "PCM_16") as sound:
+            for _ in range(int(hour_seconds // 60)):  # written a minute at a time
+                sound.write((0.1 * rng.standard_normal(60 * SAMPLE_RATE)).astype(np.float32))
+
+        for spec in args.models:
+            model = open_model(spec, device, args.quick)
+            print_table(f"{model.name} ({spec})", bench_model(model, files, args))
+        print_table("the tool", [
+            *startup_rows(),
+            preprocess_row(files["folder"], files["short_label"], workdir),
+            *peak_memory_rows(args.models[0], str(device), hour, args.quick, f"{hour_seconds / 60:g}-min"),
+        ])
+
+
+if __name__ == "__main__":
+    main()
