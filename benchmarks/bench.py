@@ -29,9 +29,9 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from mgcli.audio import SAMPLE_RATE, load
+from mgcli.audio import CLIP_SAMPLES, SAMPLE_RATE, load
 from mgcli.checkpoint import GenreModel, load_model, pick_device
-from mgcli.data import find_tracks, preprocess
+from mgcli.data import Augment, TrainClips, find_tracks, preprocess
 from mgcli.models import build, count_parameters
 from mgcli.predict import classify, classify_files, hop_samples, track_logits
 
@@ -91,7 +91,7 @@ def bench_model(model: GenreModel, files: dict, args) -> list[tuple[str, str]]:
     folder = files["folder"]
     overlapped, _ = timed(lambda: list(classify_files(model, folder, hop)), args.repeats)
     one_by_one, _ = timed(lambda: [classify(model, path, hop) for path in folder], args.repeats)
-    rows.append((f"tag a folder of {len(folder)} {files['short_label']} tracks", f"{60 * len(folder) / overlapped:.0f} tracks/min"))
+    rows.append((f"tag a folder of {len(folder)} {files['short_label']} MP3s", f"{60 * len(folder) / overlapped:.0f} tracks/min"))
     rows.append(("  file by file, no decode thread (reference)", f"{60 * len(folder) / one_by_one:.0f} tracks/min"))
     rows.append(("  ratio", f"{one_by_one / overlapped:.2f}x"))
 
@@ -145,22 +145,29 @@ def preprocess_row(folder: list[Path], label: str, workdir: Path) -> tuple[str, 
     tracks = find_tracks(folder[0].parent.parent)
     counter = iter(range(1_000))
     seconds, _ = timed(lambda: preprocess(tracks, workdir / f"cache{next(counter)}"), 1)
-    return (f"preprocess {len(tracks)} {label} tracks", f"{len(tracks) / seconds:.1f} tracks/s")
+    return (f"preprocess {len(tracks)} {label} MP3s", f"{len(tracks) / seconds:.1f} tracks/s")
 
 
 def peak_memory_rows(spec: str, device: str, path: Path, quick: bool, label: str) -> list[tuple[str, str]]:
-    """Peak RSS of a fresh process that loads the model, before and after predicting `path`."""
+    """Peak RSS (VmHWM) of a fresh process that loads the model, before and after predicting `path`.
+
+    VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss over from the forking parent
+    (this benchmark, large after the models above), VmHWM starts afresh with the new program.
+    """
     code = (
-        "import resource, sys\n"
+        "import sys\n"
         "sys.path.insert(0, sys.argv[1])\n"
         "from bench import open_model\n"
         "from mgcli.checkpoint import pick_device\n"
         "from mgcli.predict import classify\n"
+        "def peak():\n"
+        "    lines = open('/proc/self/status').read().splitlines()\n"
+        "    return next(int(line.split()[1]) for line in lines if line.startswith('VmHWM'))\n"
         "model = open_model(sys.argv[2], pick_device(sys.argv[3]), sys.argv[4] == '1')\n"
         "classify(model, sys.argv[5], 0.5)\n"  # load the model and warm up on a short file
-        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "before = peak()\n"
         "classify(model, sys.argv[6])\n"
-        "print(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        "print(before, peak())\n"
     )
     warm = path.with_name("warm.wav")
     sf.write(str(warm), music_like(4.0), SOURCE_RATE)
@@ -174,6 +181,15 @@ def peak_memory_rows(spec: str, device: str, path: Path, quick: bool, label: str
         ("peak RSS, model loaded and warmed up", f"{before_kib / 1024:.0f} MiB"),
         (f"peak RSS, after predicting a {label} WAV", f"{after_kib / 1024:.0f} MiB"),
     ]
+
+
+def data_path_row(folder: list[Path], clip_samples: int, workdir: Path) -> tuple[str, str]:
+    """Augmented training clips per second from the decoded cache, with no model: what feeds training."""
+    cache = workdir / "train-cache"
+    preprocess(find_tracks(folder[0].parent.parent), cache)
+    clips = TrainClips(find_tracks(cache), GENRES, 4, clip_samples, Augment(0.9, 1.1, 0.02), False, 0)
+    seconds, _ = timed(lambda: [clips[i] for i in range(len(clips))], 3)
+    return ("training data path (cache -> augmented clips, 1 worker)", f"{len(clips) / seconds:.0f} clips/s")
 
 
 def print_table(title: str, rows: list[tuple[str, str]]) -> None:
@@ -209,7 +225,7 @@ def main() -> None:
         sf.write(str(files["4min"]), music_like(long_seconds, seed=1), SOURCE_RATE)
         files["folder"] = []
         for i in range(args.folder_size):
-            path = workdir / "folder" / GENRES[i % len(GENRES)] / f"track{i}.wav"
+            path = workdir / "folder" / GENRES[i % len(GENRES)] / f"track{i}.mp3"
             path.parent.mkdir(parents=True, exist_ok=True)
             sf.write(str(path), music_like(short, seed=10 + i), SOURCE_RATE)
             files["folder"].append(path)
@@ -225,6 +241,7 @@ def main() -> None:
         print_table("the tool", [
             *startup_rows(),
             preprocess_row(files["folder"], files["short_label"], workdir),
+            data_path_row(files["folder"], CLIP_SAMPLES, workdir),
             *peak_memory_rows(args.models[0], str(device), hour, args.quick, f"{hour_seconds / 60:g}-min"),
         ])
 

