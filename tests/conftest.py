@@ -59,6 +59,6 @@ def trained_run(tone_dataset, tmp_path_factory) -> Path:
     tracks = find_tracks(tone_dataset)
     split = split_tracks(tracks, valid_fraction=0.34)
     out = tmp_path_factory.mktemp("run")
-    config = TrainConfig(epochs=6, batch_size=8, warmup_epochs=0, lr=0.01, eval_hop_seconds=0.5)
+    config = TrainConfig(epochs=10, batch_size=8, warmup_epochs=0, lr=0.01, eval_hop_seconds=0.5)
     fit("ms-sincresnet", split["train"], split["valid"], labels_of(tracks), out, config, TINY, "cpu", verbose=False)
     return out

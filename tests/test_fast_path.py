@@ -97,3 +97,9 @@ def test_tracks_and_folders_score_the_same_with_and_without_the_fast_path(tmp_pa
         assert fast.clips == slow.clips
         if not fast.error:
             np.testing.assert_allclose(fast.probabilities, slow.probabilities, atol=1e-4)
+
+
+def test_span_logits_refuses_a_span_too_short_for_its_clips():
+    model = tiny_eval_model("ms-sincresnet", 4_000)
+    with pytest.raises(MgcError, match="fewer than 3 clips"):
+        model.span_logits(torch.zeros(5_000), 1_000, 3)

@@ -96,6 +96,8 @@ class SincResNet(nn.Module):
         """
         if self.training or self.config.norm_affine:
             raise MgcError("span_logits needs eval mode and norm_affine=False; use forward() on clips")
+        if len(span) < self.config.clip_samples + (n_clips - 1) * hop:
+            raise MgcError(f"a span of {len(span)} samples holds fewer than {n_clips} clips at hop {hop}")
         image = self.front_end.forward_span(span, hop, n_clips, self.config.clip_samples)
         image = image.expand(-1, 3, -1, -1) if image.shape[1] == 1 else image
         # Channels-last runs ResNet-18's convolutions about 20% faster on the CPU (oneDNN's native layout).
