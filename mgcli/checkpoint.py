@@ -27,7 +27,10 @@ from .audio import SAMPLE_RATE
 from .models import build
 
 FORMAT = "mgcli-checkpoint-1"
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+# Installed, the shipped weights are package data in mgcli/weights/; in a source checkout
+# (or an editable install) they sit in weights/ beside the package.
+_PACKAGE = Path(__file__).resolve().parent
+WEIGHTS_DIR = next((d for d in (_PACKAGE / "weights", _PACKAGE.parent / "weights") if d.is_dir()), _PACKAGE / "weights")
 
 
 @dataclass
