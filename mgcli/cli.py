@@ -35,6 +35,11 @@ OptimizerName = Annotated[Optional[str], typer.Option("--optimizer", help="sgd (
 Lr = Annotated[Optional[float], typer.Option(help="Learning rate after warm-up (paper: 0.005).")]
 Warmup = Annotated[Optional[int], typer.Option(help="Epochs at 1e-5 first (paper: 5).")]
 Seed = Annotated[Optional[int], typer.Option(help="Seed of every random choice (default 0).")]
+Schedule = Annotated[Optional[str], typer.Option(help="Learning rate after warm-up: step (paper: halve every 30 epochs) or cosine.")]
+LabelSmoothing = Annotated[Optional[float], typer.Option(min=0.0, max=0.5, help="Label smoothing of the loss (default 0).")]
+Mix = Annotated[Optional[float], typer.Option("--mix", min=0.0, max=1.0, help="Share of clips mixed with another track of their genre.")]
+Masks = Annotated[Optional[int], typer.Option(min=0, help="SpecAugment-style time and frequency masks per clip.")]
+Balance = Annotated[Optional[str], typer.Option(help="Class balance: loss, sampler or none.")]
 Cache = Annotated[Optional[Path], typer.Option(help="Where to cache decoded audio (default: OUT/cache).")]
 
 
@@ -215,7 +220,11 @@ def train(
     optimizer: OptimizerName = None,
     lr: Lr = None,
     warmup_epochs: Warmup = None,
-    balance: Annotated[Optional[str], typer.Option(help="Class balance: loss, sampler or none.")] = None,
+    balance: Balance = None,
+    schedule: Schedule = None,
+    label_smoothing: LabelSmoothing = None,
+    mix: Mix = None,
+    masks: Masks = None,
     eval_hop: Annotated[Optional[float], typer.Option(help="Validation clip hop in seconds.")] = None,
     seed: Seed = None,
     workers: Annotated[Optional[int], typer.Option(help="Data-loading worker processes.")] = None,
@@ -236,7 +245,8 @@ def train(
         build(model, **overrides)
     config = _train_config(
         epochs=epochs, batch_size=batch_size, clips_per_track=clips_per_track, optimizer=optimizer, lr=lr,
-        warmup_epochs=warmup_epochs, balance=balance, eval_hop_seconds=eval_hop, seed=seed, workers=workers,
+        warmup_epochs=warmup_epochs, balance=balance, schedule=schedule, label_smoothing=label_smoothing,
+        mix_prob=mix, masks=masks, eval_hop_seconds=eval_hop, seed=seed, workers=workers,
     )
     tracks = _load_tracks(data, cache, out_dir / "cache")
     split = split_tracks(
@@ -267,6 +277,11 @@ def crossval(
     optimizer: OptimizerName = None,
     lr: Lr = None,
     warmup_epochs: Warmup = None,
+    balance: Balance = None,
+    schedule: Schedule = None,
+    label_smoothing: LabelSmoothing = None,
+    mix: Mix = None,
+    masks: Masks = None,
     seed: Seed = None,
     cache: Cache = None,
     device: Device = "auto",
@@ -279,7 +294,8 @@ def crossval(
     overrides = _parse_sets(set_)
     make_config(model, **overrides)
     config = _train_config(
-        epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, warmup_epochs=warmup_epochs, seed=seed
+        epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, warmup_epochs=warmup_epochs,
+        balance=balance, schedule=schedule, label_smoothing=label_smoothing, mix_prob=mix, masks=masks, seed=seed,
     )
     tracks = _load_tracks(data, cache, out_dir / "cache")
     report = cross_validate(model, tracks, labels_of(tracks), out_dir, config, folds, overrides, device)

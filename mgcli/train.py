@@ -1,7 +1,7 @@
 """Training: `fit` runs the paper's recipe on any model of the zoo, with checkpoints and exact resume.
 
 Each epoch draws `clips_per_track` random clips per training track, augments them
-(gain, Gaussian noise), takes optimiser steps, then judges whole validation tracks by
+(gain, Gaussian noise; optionally same-genre mixing and masks), takes optimiser steps, then judges whole validation tracks by
 aggregating their clips. `last.pt` (with optimiser state) and `best.pt` (best valid
 macro recall, then accuracy, then loss) are written atomically every epoch, and `log.jsonl`
 holds one line per epoch. Randomness is re-seeded from (seed, epoch) at every epoch,
@@ -11,6 +11,7 @@ so `resume` continues an interrupted run exactly as if it had never stopped.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,12 +39,16 @@ class TrainConfig:
     lr: float = 0.005  # paper's SGD rate; 0.001 is a good start for Adam
     warmup_epochs: int = 5  # paper: 5 epochs at warmup_lr first
     warmup_lr: float = 1e-5
+    schedule: str = "step"  # "step" (paper: halve every `halve_every` epochs) or "cosine" (towards 0 at the end)
     halve_every: int = 30  # paper: the rate halves every 30 epochs after warm-up
     momentum: float = 0.9
     weight_decay: float = 1e-4
     gain_low: float = 0.9  # paper's augmentation: gain ~ U(0.9, 1.1) ...
     gain_high: float = 1.1
     noise_std: float = 0.02  # ... plus Gaussian noise of this standard deviation, relative to the clip's
+    mix_prob: float = 0.0  # share of clips mixed with a clip of another track of their genre (data.Augment)
+    masks: int = 0  # SpecAugment-style time and frequency masks per clip (data.Augment)
+    label_smoothing: float = 0.0
     balance: str = "loss"  # "loss" (class-weighted loss), "sampler" (class-balanced draws) or "none"
     eval_hop_seconds: float = DEFAULT_HOP_SECONDS
     aggregate: str = "mean_prob"
@@ -51,11 +56,20 @@ class TrainConfig:
     workers: int = 0
     batchnorm_batches: int = 50  # training batches that re-estimate BatchNorm statistics each epoch
 
+    def __post_init__(self) -> None:
+        for name, choices in (("optimizer", ("sgd", "adam")), ("balance", ("loss", "sampler", "none")),
+                              ("schedule", ("step", "cosine"))):
+            if getattr(self, name) not in choices:
+                raise MgcError(f"unknown {name} {getattr(self, name)!r} (use {', '.join(choices)})")
+
 
 def learning_rate(config: TrainConfig, epoch: int) -> float:
     if epoch < config.warmup_epochs:
         return config.warmup_lr
-    return config.lr * 0.5 ** ((epoch - config.warmup_epochs) // config.halve_every)
+    if config.schedule == "step":
+        return config.lr * 0.5 ** ((epoch - config.warmup_epochs) // config.halve_every)
+    progress = (epoch - config.warmup_epochs) / max(1, config.epochs - config.warmup_epochs)
+    return config.lr * 0.5 * (1.0 + math.cos(math.pi * progress))  # cosine
 
 
 def _optimizer(config: TrainConfig, network: nn.Module) -> torch.optim.Optimizer:
@@ -64,16 +78,12 @@ def _optimizer(config: TrainConfig, network: nn.Module) -> torch.optim.Optimizer
             network.parameters(), lr=config.lr, momentum=config.momentum,
             nesterov=config.momentum > 0, weight_decay=config.weight_decay,
         )
-    if config.optimizer == "adam":
-        return torch.optim.Adam(network.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    raise MgcError(f"unknown optimizer {config.optimizer!r} (use sgd or adam)")
+    return torch.optim.Adam(network.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
 
 def _class_weights(config: TrainConfig, tracks: list[Track], labels: list[str]) -> torch.Tensor | None:
-    if config.balance in ("none", "sampler"):
-        return None
     if config.balance != "loss":
-        raise MgcError(f"unknown balance {config.balance!r} (use loss, sampler or none)")
+        return None
     counts = np.array(class_counts(tracks, labels), dtype=np.float64)
     present = counts > 0
     weights = np.zeros_like(counts)
@@ -143,7 +153,8 @@ def fit(
         state = checkpoint["train"]
         if checkpoint["model"] != model_name or checkpoint["labels"] != labels:
             raise MgcError(f"{last_path}: a run of {checkpoint['model']} on other labels; cannot resume it with these")
-        if {**state["config"], "epochs": config.epochs} != asdict(config):
+        # Settings added since a checkpoint was written take their defaults, which keep the old behaviour.
+        if {**asdict(TrainConfig()), **state["config"], "epochs": config.epochs} != asdict(config):
             raise MgcError(f"{last_path}: was trained with other settings; resume with the same ones (only --epochs may change)")
         if checkpoint["config"] != asdict(make_config(model_name, **{**(model_overrides or {}), "n_classes": len(labels)})):
             raise MgcError(f"{last_path}: was trained with other model settings (--set); resume with the same ones")
@@ -172,10 +183,13 @@ def fit(
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
     weights = _class_weights(config, train_tracks, labels)
-    loss_fn = nn.CrossEntropyLoss(weight=weights.to(torch_device) if weights is not None else None)
+    loss_fn = nn.CrossEntropyLoss(
+        weight=weights.to(torch_device) if weights is not None else None, label_smoothing=config.label_smoothing
+    )
     dataset = TrainClips(
         train_tracks, labels, config.clips_per_track, network.config.clip_samples,
-        Augment(config.gain_low, config.gain_high, config.noise_std), config.balance == "sampler", config.seed,
+        Augment(config.gain_low, config.gain_high, config.noise_std, config.mix_prob, config.masks),
+        config.balance == "sampler", config.seed,
     )
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=config.batch_size, shuffle=False, num_workers=config.workers,

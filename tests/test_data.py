@@ -10,7 +10,8 @@ import pytest
 
 from mgcli import MgcError
 from mgcli.data import (
-    TrainClips, find_audio, find_tracks, labels_of, preprocess, read_cache, split_tracks, stratified_folds,
+    Augment, TrainClips, find_audio, find_tracks, labels_of, mask_clip, preprocess, read_cache, split_tracks,
+    stratified_folds,
 )
 
 from conftest import write_tone
@@ -113,3 +114,28 @@ def test_balanced_drawing_evens_out_classes(tmp_path):
     clips = TrainClips(tracks, labels_of(tracks), clips_per_track=50, clip_samples=4000, balanced=True)
     drawn = Counter(clips.targets[i] for i, _ in clips.plan)
     assert 0.4 < drawn[1] / len(clips) < 0.6
+
+
+def test_masks_silence_a_span_and_remove_a_band():
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal(48000).astype(np.float32)
+    masked = mask_clip(noise, 2, np.random.default_rng(1))
+    assert masked.shape == noise.shape and masked.dtype == np.float32
+    silent = masked == 0.0
+    assert 0 < silent.mean() <= 0.2
+    # away from the silenced spans the clip is the noise less some bands: it keeps most of its energy
+    assert 0.5 < (masked[~silent] ** 2).sum() / (noise[~silent] ** 2).sum() < 1.0
+    spectrum = np.abs(np.fft.rfft(np.where(silent, 0.0, masked)))
+    assert (spectrum < 1e-3 * spectrum.max()).mean() > 0.001  # a band is gone
+    assert np.array_equal(masked, mask_clip(noise, 2, np.random.default_rng(1)))
+
+
+def test_same_genre_mixing_keeps_the_label_and_changes_the_clip(tone_dataset, tmp_path):
+    preprocess(find_tracks(tone_dataset), tmp_path)
+    tracks = read_cache(tmp_path)
+    labels = labels_of(tracks)
+    plain = TrainClips(tracks, labels, 2, 4000, Augment(1.0, 1.0, 0.0), seed=3)
+    mixed = TrainClips(tracks, labels, 2, 4000, Augment(1.0, 1.0, 0.0, mix_prob=1.0), seed=3)
+    for i in range(len(plain)):
+        (a, ya), (b, yb) = plain[i], mixed[i]
+        assert ya == yb and not a.equal(b)

@@ -61,6 +61,19 @@ def test_paper_schedule_warms_up_then_halves():
     assert [learning_rate(config, e) for e in (0, 4, 5, 34, 35, 65)] == [1e-5, 1e-5, 0.005, 0.005, 0.0025, 0.00125]
 
 
+def test_cosine_schedule_warms_up_then_decays_towards_zero():
+    config = TrainConfig(epochs=12, warmup_epochs=2, schedule="cosine")
+    rates = [learning_rate(config, e) for e in range(12)]
+    assert rates[:2] == [1e-5, 1e-5] and rates[2] == pytest.approx(0.005) and rates[7] == pytest.approx(0.0025)
+    assert all(a > b for a, b in zip(rates[2:], rates[3:])) and rates[-1] < 0.0005
+
+
+def test_unknown_recipe_choices_are_refused_before_training():
+    for field in ("schedule", "balance", "optimizer"):
+        with pytest.raises(MgcError, match=f"unknown {field}"):
+            TrainConfig(**{field: "bogus"})
+
+
 def test_resume_equals_an_uninterrupted_run(tone_dataset, tmp_path):
     preprocess(find_tracks(tone_dataset), tmp_path / "cache")
     tracks = read_cache(tmp_path / "cache")
