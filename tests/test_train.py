@@ -128,3 +128,20 @@ def test_a_last_batch_of_one_clip_is_dropped_not_crashed_on(tone_dataset, tmp_pa
     history = fit("mel-linear", split["train"], split["valid"], labels_of(tracks), tmp_path, config,
                   {"n_mels": 16, "clip_samples": 8000}, "cpu", verbose=False)
     assert len(history) == 1
+
+
+def test_clip_loss_is_cross_entropy_and_smooths_towards_uniform_not_towards_heavy_classes():
+    from mgcli.train import clip_loss
+
+    logits, targets = torch.randn(6, 4), torch.tensor([0, 1, 2, 3, 0, 1])
+    weights = torch.tensor([1.0, 2.0, 0.5, 20.0])
+    expected = torch.nn.functional.cross_entropy(logits, targets, weight=weights)
+    assert clip_loss(logits, targets, weights, 0.0).item() == pytest.approx(expected.item(), rel=1e-6)
+    assert clip_loss(logits, targets, None, 0.1).item() == pytest.approx(
+        torch.nn.functional.cross_entropy(logits, targets, label_smoothing=0.1).item(), rel=1e-6
+    )
+    # a clip of class 0 predicted as class 0: smoothing must not reward moving mass to heavy class 3
+    confident = torch.tensor([[4.0, 0.0, 0.0, 0.0]])
+    tilted = torch.tensor([[4.0, 0.0, 0.0, 2.0]])
+    target = torch.tensor([0])
+    assert clip_loss(tilted, target, weights, 0.1) > clip_loss(confident, target, weights, 0.1)
