@@ -30,7 +30,7 @@ import soundfile as sf
 import torch
 
 from mgcli.audio import CLIP_SAMPLES, SAMPLE_RATE, load
-from mgcli.checkpoint import GenreModel, load_model, pick_device
+from mgcli.checkpoint import GenreModel, load_model, pick_device, place
 from mgcli.data import Augment, TrainClips, find_tracks, preprocess
 from mgcli.models import build, count_parameters
 from mgcli.predict import classify, classify_files, hop_samples, track_logits
@@ -69,11 +69,11 @@ def open_model(spec: str, device: torch.device, quick: bool) -> GenreModel:
     """`default`, a checkpoint file, or a registry name (default config, untrained: speed only)."""
     if quick:
         network = build("ms-sincresnet", n_classes=len(GENRES), **QUICK_MODEL)
-        return GenreModel("ms-sincresnet (tiny)", network.to(device).eval(), GENRES, device)
+        return GenreModel("ms-sincresnet (tiny)", place(network, device).eval(), GENRES, device)
     if spec == "default" or spec.endswith(".pt"):
         return load_model(None if spec == "default" else spec, str(device))
     network = build(spec, n_classes=len(GENRES))
-    return GenreModel(spec, network.to(device).eval(), GENRES, device)
+    return GenreModel(spec, place(network, device).eval(), GENRES, device)
 
 
 def naive(model: GenreModel) -> GenreModel:

@@ -23,7 +23,7 @@ from torch import nn
 from . import MgcError
 from .audio import DEFAULT_HOP_SECONDS
 from .checkpoint import (
-    GenreModel, load_checkpoint, make_checkpoint, model_from_checkpoint, pick_device, save_checkpoint,
+    GenreModel, load_checkpoint, make_checkpoint, model_from_checkpoint, pick_device, place, save_checkpoint,
 )
 from .data import Augment, TrainClips, Track, class_counts, split_tracks, write_text_atomic
 from .evaluate import RANDOM_FOLDS_WARNING, evaluate_tracks
@@ -191,7 +191,7 @@ def fit(
         start_epoch, history, best, optimizer_state = 0, [], None, None
     out.mkdir(parents=True, exist_ok=True)
 
-    network.to(torch_device)
+    place(network, torch_device)
     optimizer = _optimizer(config, network)
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
