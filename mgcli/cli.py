@@ -9,10 +9,12 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import MgcError, __version__
 from .audio import DEFAULT_HOP_SECONDS
+from .plot import CUTOFFS_PIXELS, EXPLAIN_PIXELS, RESPONSES_PIXELS, SPECTROGRAMS_PIXELS, TIMELINE_PIXELS
 
 app = typer.Typer(
     help="Music genre classification: MS-SincResNet and friends.",
@@ -48,7 +50,7 @@ def main() -> None:
     try:
         app()
     except MgcError as error:
-        err.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/red] {escape(str(error))}", highlight=False, soft_wrap=True)  # "[plot]" is not markup
         sys.exit(2)
     except KeyboardInterrupt:
         err.print("interrupted")
@@ -96,23 +98,42 @@ def predict(
     aggregate: Aggregate = "mean_prob",
     batch_size: Annotated[int, typer.Option(min=1, help="Clips per forward pass.")] = 16,
     skip_existing: Annotated[bool, typer.Option(help="Resume --csv: keep its finished rows and skip those files.")] = False,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing --csv file.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --csv or --timeline-csv file.")] = False,
+    timeline: Annotated[bool, typer.Option(help="Add every clip's window, top genre and probabilities to --json (and a table for one file).")] = False,
+    timeline_csv: Annotated[Optional[Path], typer.Option(help="Write one row per clip: path,start,end,genre,probability,<labels>.")] = None,
+    timeline_png: Annotated[Optional[Path], typer.Option(help=f"Draw one file's clips as a {TIMELINE_PIXELS[0]} x {TIMELINE_PIXELS[1]} PNG strip (needs mgcli\\[plot]).")] = None,
     device: Device = "auto",
 ) -> None:
     """Tag audio files with their genre."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from .audio import SAMPLE_RATE
     from .checkpoint import load_model
     from .data import find_audio
-    from .predict import AGGREGATIONS, CsvWriter, classify_files, top_k as best_of, write_json
+    from .plot import draw_timeline, require_matplotlib
+    from .predict import (
+        AGGREGATIONS, CsvWriter, TimelineCsvWriter, classify_files, hop_samples, result_dict, timeline as segments_of,
+        top_k as best_of, write_json,
+    )
 
     if aggregate not in AGGREGATIONS:
         raise MgcError(f"unknown aggregation {aggregate!r} (use {', '.join(AGGREGATIONS)})")
+    if timeline_csv and skip_existing:
+        raise MgcError("--timeline-csv cannot resume; leave out --skip-existing or write the timeline in a run of its own")
     files = find_audio(paths)
     if not files:
         raise MgcError("no audio files found in " + ", ".join(map(str, paths)))
+    if timeline_png:
+        require_matplotlib()
+        if len(files) != 1:
+            raise MgcError(f"--timeline-png draws one track, and {len(files)} files were given")
     model = load_model(weights, device)
     writer = CsvWriter(csv, model.labels, resume=skip_existing, overwrite=overwrite) if csv else None
+    timeline_writer = TimelineCsvWriter(timeline_csv, model.labels, overwrite) if timeline_csv else None
+
+    def clip_segments(result) -> list[dict]:
+        return segments_of(result.clip_logits, model.labels, hop_samples(hop) / SAMPLE_RATE, model.clip_samples / SAMPLE_RATE)
+
     todo = [f for f in files if writer is None or str(f) not in writer.done]
     if writer and len(todo) < len(files):
         err.print(f"skipping {len(files) - len(todo)} files already in {csv}")
@@ -129,17 +150,21 @@ def predict(
             results.append(result)
             if writer:
                 writer.write(result)
+            if timeline_writer and not result.error:
+                timeline_writer.write(result.path, clip_segments(result))
             if result.error:
                 failed += 1
-                progress.console.print(f"[red]failed:[/red] {result.error}", highlight=False)
+                progress.console.print(f"[red]failed:[/red] {escape(result.error)}", highlight=False)
             elif not csv and not single:
                 genre, p = best_of(result.probabilities, model.labels, 1)[0]
                 out.print(f"{result.path}\t{genre}\t{p:.3f}", highlight=False)
             progress.advance(task)
-    if writer:
-        writer.close()
+    for finished in (writer, timeline_writer):
+        if finished:
+            finished.close()
     if json_out:
-        write_json(json_out, results, model.labels, top_k)
+        records = [result_dict(r, model.labels, top_k, clip_segments(r) if timeline and not r.error else None) for r in results]
+        write_json(json_out, records)
 
     if single and not results[0].error:
         out.print(f"{results[0].path} ({results[0].clips} clips, {aggregate})", highlight=False)
@@ -149,9 +174,19 @@ def predict(
         for genre, p in best_of(results[0].probabilities, model.labels, top_k):
             table.add_row(genre, f"{p:.3f}")
         out.print(table)
+        if timeline:
+            clips = Table(title="clips", title_justify="left")
+            for column in ("from (s)", "to (s)", "genre", "probability"):
+                clips.add_column(column, justify="left" if column == "genre" else "right")
+            for s in clip_segments(results[0]):
+                clips.add_row(f"{s['start']:.2f}", f"{s['end']:.2f}", s["genre"], f"{s['probability']:.3f}")
+            out.print(clips)
     elif not single:
         target = f" → {csv}" if csv else ""
         err.print(f"tagged {len(results) - failed} files, {failed} failed{target}")
+    if timeline_png and not results[0].error:
+        draw_timeline(timeline_png, clip_segments(results[0]), model.labels, Path(results[0].path).name)
+        err.print(f"written: {timeline_png}")
     if failed:
         raise typer.Exit(1)
 
@@ -174,7 +209,7 @@ def preprocess(
         task = progress.add_task("decoding", total=len(tracks))
         report = build_cache(tracks, out_dir, on_track=lambda _: progress.advance(task))
     for path, error in report.failed:
-        err.print(f"[yellow]skipped:[/yellow] {error}", highlight=False)
+        err.print(f"[yellow]skipped:[/yellow] {escape(error)}", highlight=False)
     out.print(
         f"{out_dir}: {report.cached} tracks decoded, {report.reused} reused, {len(report.failed)} skipped"
     )
@@ -191,7 +226,7 @@ def _load_tracks(data: Path, cache: Path | None, default_cache: Path) -> list:
     err.print(f"decoding {len(tracks)} tracks into {cache} (reused next time)")
     report = build_cache(tracks, cache)
     for _, error in report.failed:
-        err.print(f"[yellow]skipped:[/yellow] {error}", highlight=False)
+        err.print(f"[yellow]skipped:[/yellow] {escape(error)}", highlight=False)
     return read_cache(cache)
 
 
@@ -346,7 +381,7 @@ def evaluate(
         tracks = parts[split]
     report = evaluate_tracks(model, tracks, hop, aggregate)
     for path, error in report["failed"]:
-        err.print(f"[yellow]skipped:[/yellow] {error}", highlight=False)
+        err.print(f"[yellow]skipped:[/yellow] {escape(error)}", highlight=False)
     _print_report(report, model.labels, f"{weights} on {data} ({split})")
     if json_out:
         document = {"weights": str(weights), "data": str(data), "split": split, "labels": model.labels, **report}
@@ -397,3 +432,66 @@ def models() -> None:
     for row in describe():
         table.add_row(row["name"], f"{row['parameters']:,}", row["summary"])
     out.print(table)
+
+
+# ---------------------------------------------------------------- explain and inspect
+# In help text "\\[plot]" is rich markup's escape: typer would otherwise take "[plot]" for a style.
+
+
+@app.command()
+def explain(
+    file: Annotated[Path, typer.Argument(help="Audio file to explain.")],
+    out_png: Annotated[Path, typer.Option("--out", help=f"PNG to write ({EXPLAIN_PIXELS[0]} x {EXPLAIN_PIXELS[1]} pixels).")],
+    weights: Annotated[Optional[Path], typer.Option(help="Checkpoint to explain (default: the shipped weights).")] = None,
+    label: Annotated[Optional[str], typer.Option(help="Genre to explain (default: the predicted one).")] = None,
+    steps: Annotated[int, typer.Option(min=1, help="Integrated-gradients steps per clip; a clip costs about steps + 2 forward and backward passes.")] = 16,
+    device: Device = "auto",
+) -> None:
+    """Show where a model hears a genre: Grad-CAM and integrated gradients over the whole track (needs mgcli\\[plot])."""
+    from .checkpoint import load_model
+    from .explain import explain_file
+    from .plot import draw_explanation, require_matplotlib
+
+    require_matplotlib()
+    model = load_model(weights, device)
+    explanation = explain_file(model, file, label, steps)
+    draw_explanation(out_png, explanation)
+    out.print(f"{file}: {explanation.label} explained over {len(explanation.segments)} clips → {out_png}", highlight=False)
+
+
+@app.command("inspect")
+def inspect_checkpoint(
+    weights: Annotated[Path, typer.Argument(help="Checkpoint to inspect.")],
+    out_dir: Annotated[Path, typer.Option("--out", help=(
+        f"Folder for sinc-cutoffs.png ({CUTOFFS_PIXELS[0]} x {CUTOFFS_PIXELS[1]} pixels), sinc-responses.png "
+        f"({RESPONSES_PIXELS[0]} x {RESPONSES_PIXELS[1]}) and, with --audio, spectrograms.png "
+        f"({SPECTROGRAMS_PIXELS[0]} x {SPECTROGRAMS_PIXELS[1]})."
+    ))],
+    audio: Annotated[Optional[Path], typer.Option(help="Also draw a clip of this file: the learned representation beside its mel, linear, harmonic and percussive spectrograms.")] = None,
+    start: Annotated[Optional[float], typer.Option(help="With --audio: where the clip starts, in seconds (default: the middle of the track).")] = None,
+) -> None:
+    """Draw a checkpoint's learned sinc filters and, with --audio, how it sees a clip (needs mgcli\\[plot])."""
+    from .checkpoint import load_model
+    from .explain import clip_spectrograms, sinc_filters
+    from .plot import draw_sinc_cutoffs, draw_sinc_responses, draw_spectrograms, require_matplotlib
+
+    if start is not None and audio is None:
+        raise MgcError("--start places the --audio clip: give --audio FILE too")
+    require_matplotlib()
+    model = load_model(weights, "cpu")
+    banks = sinc_filters(model.network)
+    if not banks and audio is None:
+        raise MgcError(f"{weights}: {model.name} has no sinc filters to draw; pass --audio FILE for its spectrograms")
+    written = []
+    if banks:
+        written += [out_dir / "sinc-cutoffs.png", out_dir / "sinc-responses.png"]
+        draw_sinc_cutoffs(written[0], banks)
+        draw_sinc_responses(written[1], banks)
+    if audio:
+        clip = clip_spectrograms(model, audio, start)
+        if clip.learned is None:
+            err.print(f"{model.name} has no multi-scale sinc front end: spectrograms.png shows the hand-made spectrograms only")
+        written.append(out_dir / "spectrograms.png")
+        draw_spectrograms(written[-1], clip)
+    for path in written:
+        out.print(f"written: {path}", highlight=False)

@@ -66,7 +66,7 @@ def span_clips(span: np.ndarray, length: int, hop: int, n_clips: int) -> np.ndar
 
 
 def _has_fast_path(model: GenreModel) -> bool:
-    return model.fast_path and hasattr(model.network, "span_logits")
+    return model.fast_path and getattr(model.network, "has_fast_path", False)
 
 
 @contextlib.contextmanager
@@ -103,8 +103,12 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 class TrackResult:
     path: str
     probabilities: np.ndarray | None = None  # None when the file failed
-    clips: int = 0
+    clip_logits: np.ndarray | None = None  # [n_clips, n_labels] in track order: what `timeline` reads
     error: str = ""
+
+    @property
+    def clips(self) -> int:
+        return 0 if self.clip_logits is None else len(self.clip_logits)
 
 
 def classify(
@@ -116,7 +120,7 @@ def classify(
 ) -> TrackResult:
     """Genre probabilities of one audio file; decoding streams, so long files stay in bounded memory."""
     logits = track_logits(model, stream(path), hop_samples(hop_seconds), batch_size)
-    return TrackResult(str(path), aggregate(logits, method), len(logits))
+    return TrackResult(str(path), aggregate(logits, method), logits)
 
 
 def classify_files(
@@ -207,12 +211,32 @@ def _result(path: str, rows: list[np.ndarray], error: str, method: str) -> Track
     if error:
         return TrackResult(path, error=error)
     logits = np.stack(rows)
-    return TrackResult(path, aggregate(logits, method), len(logits))
+    return TrackResult(path, aggregate(logits, method), logits)
 
 
 def top_k(probabilities: np.ndarray, labels: list[str], k: int) -> list[tuple[str, float]]:
     order = np.argsort(-probabilities)[:k]
     return [(labels[i], float(probabilities[i])) for i in order]
+
+
+def timeline(clip_logits: np.ndarray, labels: list[str], hop_seconds: float, clip_seconds: float) -> list[dict]:
+    """One record per clip, in track order: its window in seconds, its top genre and every genre's probability.
+
+    Clip i covers [i * hop, i * hop + clip] seconds; the last clip may reach past the end of the
+    track (it is zero-padded, see audio.iter_spans). With overlapping clips the windows overlap.
+    """
+    records = []
+    for i, probabilities in enumerate(_softmax(clip_logits)):
+        best = int(np.argmax(probabilities))
+        start = i * hop_seconds
+        records.append({
+            "start": round(start, 3),
+            "end": round(start + clip_seconds, 3),
+            "genre": labels[best],
+            "probability": round(float(probabilities[best]), 4),
+            "probabilities": {label: round(float(p), 4) for label, p in zip(labels, probabilities)},
+        })
+    return records
 
 
 # ---------------------------------------------------------------- writers
@@ -268,11 +292,40 @@ class CsvWriter:
         self.file.close()
 
 
-def result_dict(result: TrackResult, labels: list[str], k: int) -> dict:
+class TimelineCsvWriter:
+    """Rows `path,start,end,genre,probability,<one column per label>`: one per clip of every tagged file.
+
+    The records of `timeline`; files that failed get no rows. Like CsvWriter it never replaces an
+    existing file unless `overwrite=True`; it cannot resume one.
+    """
+
+    def __init__(self, path: str | Path, labels: list[str], overwrite: bool = False):
+        self.path = Path(path)
+        self.labels = labels
+        if self.path.exists() and not overwrite:
+            raise MgcError(f"{self.path} exists: pass --overwrite to replace it")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(self.path, "w", newline="")
+        self.writer = csv.writer(self.file)
+        self.writer.writerow(["path", "start", "end", "genre", "probability", *labels])
+
+    def write(self, path: str, segments: list[dict]) -> None:
+        for s in segments:
+            probs = [f"{s['probabilities'][label]:.4f}" for label in self.labels]
+            window = [f"{s['start']:.3f}", f"{s['end']:.3f}"]
+            self.writer.writerow([path, *window, s["genre"], f"{s['probability']:.4f}", *probs])
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def result_dict(result: TrackResult, labels: list[str], k: int, segments: list[dict] | None = None) -> dict:
+    """A result as JSON; `segments` (from `timeline`) go under "timeline" when given."""
     if result.probabilities is None:
         return {"path": result.path, "error": result.error}
     best = top_k(result.probabilities, labels, k)
-    return {
+    record = {
         "path": result.path,
         "genre": best[0][0],
         "probability": round(best[0][1], 4),
@@ -280,7 +333,11 @@ def result_dict(result: TrackResult, labels: list[str], k: int) -> dict:
         "probabilities": {label: round(float(p), 4) for label, p in zip(labels, result.probabilities)},
         "clips": result.clips,
     }
+    if segments is not None:
+        record["timeline"] = segments
+    return record
 
 
-def write_json(path: str | Path, results: list[TrackResult], labels: list[str], k: int) -> None:
-    write_text_atomic(path, json.dumps([result_dict(r, labels, k) for r in results], indent=2) + "\n")
+def write_json(path: str | Path, records: list[dict]) -> None:
+    """The `result_dict` records of a run, written atomically."""
+    write_text_atomic(path, json.dumps(records, indent=2) + "\n")

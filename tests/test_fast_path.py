@@ -78,6 +78,16 @@ def test_span_logits_refuses_what_it_cannot_reproduce():
         positional.span_logits(torch.zeros(5_000), 1_000, 2)
 
 
+def test_a_model_without_an_exact_fast_path_is_classified_clip_by_clip():
+    network = tiny_eval_model("ms-sincresnet", 4_000, norm_affine=True)
+    model = GenreModel("ms-sincresnet", network, ["a", "b", "c", "d"], torch.device("cpu"))
+    wave = np.random.default_rng(3).standard_normal(20_000).astype(np.float32)
+    with torch.inference_mode():
+        clips = torch.from_numpy(wave).unfold(0, 4_000, 2_000)
+        expected = network(clips).numpy()
+    np.testing.assert_allclose(track_logits(model, [wave], hop=2_000, batch_size=4), expected, atol=1e-5)
+
+
 def test_tracks_and_folders_score_the_same_with_and_without_the_fast_path(tmp_path):
     network = tiny_eval_model("ms-sincresnet", 8_000)
     model = GenreModel("ms-sincresnet", network, ["a", "b", "c", "d"], torch.device("cpu"))

@@ -88,6 +88,11 @@ class SincResNet(nn.Module):
     def forward(self, wave: Tensor) -> Tensor:
         return self.head(self.pool(self.backbone(self.learned_spectrogram(wave))))
 
+    @property
+    def has_fast_path(self) -> bool:
+        """Whether span_logits applies: a positional layer-norm affine ties samples to clip positions."""
+        return not self.config.norm_affine
+
     def span_logits(self, span: Tensor, hop: int, n_clips: int) -> Tensor:
         """forward() of the clips span[i * hop : i * hop + clip_samples], i < n_clips: [n_clips, n_classes].
 
