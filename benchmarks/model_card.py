@@ -1,0 +1,111 @@
+"""Measure a shipped checkpoint for its model card (weights/README.md) and print the card's figures.
+
+    python benchmarks/model_card.py                            # weights/default.pt
+    python benchmarks/model_card.py --weights weights/other.pt
+    python benchmarks/model_card.py --runs runs/zoo/bbnn runs/recipe/bbnn-cos   # compare training runs
+
+Scores the checkpoint on the `valid` split of ../shared/data/gtzan/splits.csv (3-s hop, every
+aggregation) and prints markdown: the summary, the per-genre table and the confusion matrix,
+then the CPU time to classify a real 30-s track. With --runs it compares training runs instead,
+from their log.jsonl: valid figures at the best epoch, at the last, and averaged over the last
+five (the single best epoch of a noisy curve flatters a recipe; the late average does not). The card quotes this output verbatim;
+tests/test_real_data.py re-runs the scoring part and checks that the card still says the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from bench import timed
+from mgcli.checkpoint import GenreModel, load_model
+from mgcli.data import find_tracks, split_tracks
+from mgcli.evaluate import evaluate_tracks
+from mgcli.predict import classify
+
+ROOT = Path(__file__).resolve().parents[1]
+GTZAN = ROOT.parent / "shared" / "data" / "gtzan"
+SPEED_TRACK = GTZAN / "jazz" / "jazz.00000.ogg"
+
+
+def valid_report(model: GenreModel, gtzan: Path = GTZAN) -> dict:
+    """`evaluate_tracks` on the valid split, 3-s hop, the model's chosen aggregation (mean_prob)."""
+    split = split_tracks(find_tracks(gtzan), split_file=gtzan / "splits.csv")
+    return evaluate_tracks(model, split["valid"])
+
+
+def figures_markdown(report: dict, labels: list[str]) -> str:
+    """The card's measured figures: summary, per-genre table and confusion matrix, as markdown."""
+    track, clip = report["track"], report["clip"]
+    by_method = " / ".join(f"{a:.3f}" for a in report["track_accuracy"].values())
+    lines = [
+        f"Valid split: {track['count']} tracks, {clip['count']} clips (3-s clips, 3-s hop).",
+        "",
+        "| | value |",
+        "|---|---:|",
+        f"| track accuracy, {' / '.join(report['track_accuracy'])} | {by_method} |",
+        f"| clip accuracy | {clip['accuracy']:.3f} |",
+        f"| macro recall (tracks, genres present in valid) | {track['macro']['recall']:.3f} |",
+        f"| macro precision / F1 | {track['macro']['precision']:.3f} / {track['macro']['f1']:.3f} |",
+        "",
+        "| genre | recall | precision | valid tracks |",
+        "|---|---:|---:|---:|",
+    ]
+    for c in track["per_class"]:
+        if c["support"]:
+            lines.append(f"| {c['label']} | {c['recall']:.3f} | {c['precision']:.3f} | {c['support']} |")
+        else:
+            lines.append(f"| {c['label']} | — | {c['precision']:.3f} | 0 |")
+    lines += [
+        "",
+        "Confusion matrix (tracks; rows: true genre, columns: predicted):",
+        "",
+        "| true \\ predicted | " + " | ".join(label[:5] for label in labels) + " |",
+        "|---|" + "---:|" * len(labels),
+    ]
+    for label, row in zip(labels, track["confusion"]):
+        lines.append(f"| {label} | " + " | ".join(str(v) if v else "·" for v in row) + " |")
+    return "\n".join(lines)
+
+
+def runs_markdown(runs: list[Path]) -> str:
+    """Valid track accuracy / macro recall per run: best epoch, last epoch, mean of the last five."""
+    lines = [
+        "| run | epochs | best epoch: track acc / macro recall | last epoch | mean of the last 5 |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for run in runs:
+        log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
+        best = max(log, key=lambda m: (m["valid_macro_recall"], m["valid_track_accuracy"], -m["valid_loss"]))
+        late = log[-5:]
+        late_acc = sum(m["valid_track_accuracy"] for m in late) / len(late)
+        late_recall = sum(m["valid_macro_recall"] for m in late) / len(late)
+        lines.append(
+            f"| `{run}` | {len(log)} | {best['valid_track_accuracy']:.3f} / {best['valid_macro_recall']:.3f} "
+            f"(epoch {best['epoch']}) | {log[-1]['valid_track_accuracy']:.3f} / {log[-1]['valid_macro_recall']:.3f} "
+            f"| {late_acc:.3f} / {late_recall:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", type=Path, default=ROOT / "weights" / "default.pt")
+    parser.add_argument("--runs", type=Path, nargs="+", help="training run folders to compare (log.jsonl)")
+    args = parser.parse_args()
+    if args.runs:
+        print(runs_markdown(args.runs))
+        return
+    torch.manual_seed(0)
+    model = load_model(args.weights, "cpu")
+    print(figures_markdown(valid_report(model), model.labels))
+    seconds, _ = timed(lambda: classify(model, SPEED_TRACK), 5)
+    print(f"\nCPU: {seconds:.3f} s to classify `{SPEED_TRACK.name}` (30 s: decode, resample, 10 clips, "
+          f"aggregation), median of 5 after a warm-up, {torch.get_num_threads()} threads.")
+
+
+if __name__ == "__main__":
+    main()
