@@ -1,15 +1,17 @@
 """Measure a shipped checkpoint for its model card (weights/README.md) and print the card's figures.
 
-    python benchmarks/model_card.py                            # weights/default.pt
+    python benchmarks/model_card.py                            # weights/default-train-only.pt
     python benchmarks/model_card.py --weights weights/other.pt
     python benchmarks/model_card.py --runs runs/zoo/bbnn runs/recipe/bbnn-cos   # compare training runs
 
 Scores the checkpoint on the `valid` split of ../shared/data/gtzan/splits.csv (3-s hop, every
 aggregation) and prints markdown: the summary, the per-genre table and the confusion matrix,
-then the CPU time to classify a real 30-s track. With --runs it compares training runs instead,
-from their log.jsonl: valid figures at the best epoch, at the last, and averaged over the last
-five (the single best epoch of a noisy curve flatters a recipe; the late average does not). The card quotes this output verbatim;
+then the CPU time to classify a real 30-s track. The card quotes this output verbatim;
 tests/test_real_data.py re-runs the scoring part and checks that the card still says the same.
+
+With --runs it compares training runs instead, from their log.jsonl: valid figures at the best
+epoch, at the last, and averaged over the last five (the single best epoch of a noisy curve
+flatters a recipe; the late average does not).
 """
 
 from __future__ import annotations
@@ -93,7 +95,8 @@ def runs_markdown(runs: list[Path]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--weights", type=Path, default=ROOT / "weights" / "default.pt")
+    # Not default.pt: that one is trained on train + valid, so its valid figures would be training figures.
+    parser.add_argument("--weights", type=Path, default=ROOT / "weights" / "default-train-only.pt")
     parser.add_argument("--runs", type=Path, nargs="+", help="training run folders to compare (log.jsonl)")
     args = parser.parse_args()
     if args.runs:

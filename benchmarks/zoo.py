@@ -101,14 +101,14 @@ def measure(run: str, paper: str, out: Path, track: Path) -> dict:
 def table(results: list[dict]) -> str:
     lines = [
         "| model | parameters | MACs per clip | train s/epoch | predict s per 30-s track "
-        "| valid track acc (best / last) | valid macro recall (best / last) | best epoch | paper: GTZAN track acc % |",
+        "| valid track acc (best / last) | valid macro recall (best / last) | epochs trained (best) | paper: GTZAN track acc % |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
         lines.append(
             f"| `{r['run']}` | {r['parameters']:,} | {r['macs_per_clip'] / 1e9:.2f} G | {r['epoch_seconds']:.0f} "
             f"| {r['predict_30s_seconds']:.3f} | {r['best_track_accuracy']:.3f} / {r['last_track_accuracy']:.3f} "
-            f"| {r['best_macro_recall']:.3f} / {r['last_macro_recall']:.3f} | {r['best_epoch']} | {r['paper']} |"
+            f"| {r['best_macro_recall']:.3f} / {r['last_macro_recall']:.3f} | {r['epochs']} ({r['best_epoch']}) | {r['paper']} |"
         )
     return "\n".join(lines)
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -11,6 +14,8 @@ from mgcli.data import find_tracks, split_tracks
 from mgcli.predict import classify
 
 from conftest import SHARED_GTZAN
+
+ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = [
     pytest.mark.slow,
@@ -37,3 +42,21 @@ def test_predict_on_a_real_clip_gives_a_distribution_over_the_labels(trained_run
     model = load_model(trained_run / "best.pt", "cpu")
     result = classify(model, sorted((SHARED_GTZAN / "jazz").glob("*.ogg"))[0])
     assert result.probabilities.sum() == pytest.approx(1, abs=1e-5) and result.clips == 10
+
+
+def test_the_shipped_default_names_a_genre_for_every_real_clip_it_is_given():
+    model = load_model(None, "cpu")
+    for genre in ("blues", "classical", "metal", "pop"):
+        result = classify(model, sorted((SHARED_GTZAN / genre).glob("*.ogg"))[-1])
+        assert result.probabilities.sum() == pytest.approx(1, abs=1e-5)
+        assert model.labels[int(result.probabilities.argmax())] in model.labels and len(model.labels) == 10
+
+
+def test_the_model_card_quotes_what_the_shipped_weights_score():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from model_card import figures_markdown, valid_report
+
+    # the train-only twin of the default: the one whose valid figures the card can quote
+    model = load_model(ROOT / "weights" / "default-train-only.pt", "cpu")
+    card = (ROOT / "weights" / "README.md").read_text()
+    assert figures_markdown(valid_report(model, SHARED_GTZAN), model.labels) in card
