@@ -1,8 +1,8 @@
 """Training: `fit` runs the paper's recipe on any model of the zoo, with checkpoints and exact resume.
 
 Each epoch draws `clips_per_track` random clips per training track, augments them
-(gain, Gaussian noise; optionally same-genre mixing and masks), takes optimiser steps, then judges whole validation tracks by
-aggregating their clips. `last.pt` (with optimiser state) and `best.pt` (best valid
+(gain, Gaussian noise; optionally same-genre mixing and masks), takes optimiser steps,
+then judges whole validation tracks by aggregating their clips. `last.pt` (with optimiser state) and `best.pt` (best valid
 macro recall, then accuracy, then loss) are written atomically every epoch, and `log.jsonl`
 holds one line per epoch. Randomness is re-seeded from (seed, epoch) at every epoch,
 so `resume` continues an interrupted run exactly as if it had never stopped.
