@@ -45,6 +45,18 @@ def make_tone_dataset(root: Path, per_class: int = 6, seconds: float = 2.0) -> P
     return root
 
 
+@pytest.fixture
+def one_thread():
+    # Tiny models on a busy 2-core machine: a second spinning OpenMP thread made a 0.2 s test
+    # take over 10 s.
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tone_dataset(tmp_path_factory) -> Path:
     return make_tone_dataset(tmp_path_factory.mktemp("tones"))

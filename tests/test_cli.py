@@ -65,17 +65,6 @@ def test_preprocess_train_evaluate_predict(capsys, tone_dataset, tmp_path):
     assert len(results) == 12 and sum(results[0]["probabilities"].values()) == pytest.approx(1, abs=1e-3)
 
 
-@pytest.fixture
-def one_thread():
-    # Tiny models on a busy 2-core machine: a second spinning OpenMP thread only slows them down.
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("name", ["samplecnn", "samplecnn-mlms", "bbnn", "broadcast", "multi-input", "mel-linear"])
 def test_every_new_model_trains_and_predicts(capsys, tone_dataset, tmp_path, one_thread, name):
     config = {"clip_samples": TINY_CLIP, **TINY[name]}

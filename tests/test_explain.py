@@ -73,13 +73,7 @@ def song(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny models on a busy 2-core machine: a second spinning OpenMP thread only slows them down.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def png_size(path: Path) -> tuple[int, int]:

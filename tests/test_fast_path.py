@@ -19,12 +19,7 @@ TINY_SINC = dict(n_filters=8, kernel_sizes=(33, 65, 129), pooled_width=64, backb
 FAST_MODELS = [name for name, (_, model_class) in MODELS.items() if hasattr(model_class, "span_logits")]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("kernel_size, length", [(33, 1000), (129, 5000), (251, 300), (1001, 20_000)])

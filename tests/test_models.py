@@ -63,14 +63,7 @@ def seed():
     torch.manual_seed(0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # The tensors here are tiny; on a busy 2-core machine two spinning OpenMP threads made a
-    # 0.2 s test take over 10 s.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def numpy_sinc_filters(f1_hz, f2_hz, kernel_size, sample_rate):
