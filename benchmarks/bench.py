@@ -86,7 +86,11 @@ def bench_model(model: GenreModel, files: dict, args) -> list[tuple[str, str]]:
     seconds, _ = timed(lambda: classify(model, files["30s"], hop), args.repeats)
     rows.append((f"predict, {files['short_label']} WAV (hop {hop:g} s)", f"{seconds:.3f} s"))
     seconds, _ = timed(lambda: classify(model, files["4min"], hop), args.repeats)
-    rows.append((f"predict, {files['long_label']} MP3 (hop {hop:g} s)", f"{seconds:.3f} s"))
+    rows.append((f"predict, {files['long_label']} MP3 (hop {hop:g} s, {model.batch_size}-clip batches)", f"{seconds:.3f} s"))
+    if model.batch_size != 16:
+        wide, _ = timed(lambda: classify(model, files["4min"], hop, batch_size=16), args.repeats)
+        rows.append(("  16-clip batches (reference)", f"{wide:.3f} s"))
+        rows.append(("  ratio", f"{wide / seconds:.2f}x"))
 
     folder = files["folder"]
     overlapped, _ = timed(lambda: list(classify_files(model, folder, hop)), args.repeats)
@@ -110,8 +114,8 @@ def bench_model(model: GenreModel, files: dict, args) -> list[tuple[str, str]]:
 
 
 def front_end_rows(model: GenreModel, wave: np.ndarray, hop: int, repeats: int) -> list[tuple[str, str]]:
-    """Where a fast path's time goes: per clip, for one span of (up to) 16 clips of a SincResNet."""
-    network, n = model.network, min(16, (len(wave) - model.clip_samples) // hop + 1)
+    """Where a fast path's time goes: per clip, for one span of a SincResNet (the model's batch of clips)."""
+    network, n = model.network, min(model.batch_size, (len(wave) - model.clip_samples) // hop + 1)
     span = torch.from_numpy(wave[: model.clip_samples + (n - 1) * hop]).to(model.device)
     clips = span.unfold(0, model.clip_samples, hop).contiguous()
     with torch.inference_mode():

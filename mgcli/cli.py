@@ -96,7 +96,7 @@ def predict(
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the results as JSON.")] = None,
     hop: Hop = DEFAULT_HOP_SECONDS,
     aggregate: Aggregate = "mean_prob",
-    batch_size: Annotated[int, typer.Option(min=1, help="Clips per forward pass.")] = 16,
+    batch_size: Annotated[Optional[int], typer.Option(min=1, help="Clips per forward pass (default: 4 on the CPU, 16 on CUDA).")] = None,
     skip_existing: Annotated[bool, typer.Option(help="Resume --csv: keep its finished rows and skip those files.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --csv or --timeline-csv file.")] = False,
     timeline: Annotated[bool, typer.Option(help="Add every clip's window, top genre and probabilities to --json (and a table for one file).")] = False,

@@ -8,7 +8,7 @@ from . import MgcError
 from .audio import DEFAULT_HOP_SECONDS
 from .checkpoint import GenreModel
 from .data import Track, load_wave, to_float
-from .predict import AGGREGATIONS, DEFAULT_BATCH_SIZE, aggregate, hop_samples, track_logits
+from .predict import AGGREGATIONS, aggregate, hop_samples, track_logits
 
 RANDOM_FOLDS_WARNING = (
     "Random folds put the same artists in training and test folds; on GTZAN this inflates "
@@ -52,7 +52,7 @@ def evaluate_tracks(
     tracks: list[Track],
     hop_seconds: float = DEFAULT_HOP_SECONDS,
     method: str = "mean_prob",
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int | None = None,
 ) -> dict:
     """Score a model on labelled tracks: clip accuracy, and track accuracy under every aggregation.
 

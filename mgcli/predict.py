@@ -25,7 +25,6 @@ from .checkpoint import GenreModel
 from .data import write_text_atomic
 
 AGGREGATIONS = ("mean_prob", "vote", "mean_logit")
-DEFAULT_BATCH_SIZE = 16  # clips per forward pass
 
 
 def hop_samples(hop_seconds: float) -> int:
@@ -53,9 +52,13 @@ def span_logits(model: GenreModel, span: np.ndarray, hop: int, n_clips: int) -> 
 
 
 def track_logits(
-    model: GenreModel, blocks: Iterable[np.ndarray], hop: int, batch_size: int = DEFAULT_BATCH_SIZE
+    model: GenreModel, blocks: Iterable[np.ndarray], hop: int, batch_size: int | None = None
 ) -> np.ndarray:
-    """Logits [n_clips, n_labels] of every clip of a track given as consecutive 16 kHz blocks."""
+    """Logits [n_clips, n_labels] of every clip of a track given as consecutive 16 kHz blocks.
+
+    `batch_size` clips per forward pass; None: the model's choice (GenreModel.batch_size).
+    """
+    batch_size = batch_size or model.batch_size
     logits = [span_logits(model, span, hop, n) for span, n in iter_spans(blocks, model.clip_samples, hop, batch_size)]
     return np.concatenate(logits)
 
@@ -116,7 +119,7 @@ def classify(
     path: str | Path,
     hop_seconds: float = DEFAULT_HOP_SECONDS,
     method: str = "mean_prob",
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int | None = None,
 ) -> TrackResult:
     """Genre probabilities of one audio file; decoding streams, so long files stay in bounded memory."""
     logits = track_logits(model, stream(path), hop_samples(hop_seconds), batch_size)
@@ -128,7 +131,7 @@ def classify_files(
     paths: Iterable[str | Path],
     hop_seconds: float = DEFAULT_HOP_SECONDS,
     method: str = "mean_prob",
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int | None = None,
 ) -> Iterator[TrackResult]:
     """Classify files, yielding results in order; a file that fails gives a result carrying its error.
 
@@ -138,6 +141,7 @@ def classify_files(
     """
     paths = [str(path) for path in paths]
     hop = hop_samples(hop_seconds)
+    batch_size = batch_size or model.batch_size
     spans: queue.Queue = queue.Queue(maxsize=8)  # bounds the audio decoded ahead
     stop = threading.Event()
 

@@ -47,3 +47,14 @@ def test_the_shipped_default_answers_without_weights_given(tmp_path):
     result = classify(model, write_tone(tmp_path / "song.mp3", 440, 4.0, rate=44100))
     assert result.probabilities.sum() == pytest.approx(1, abs=1e-5)
     assert model.labels[int(result.probabilities.argmax())] in model.labels
+
+
+def test_batch_size_changes_speed_not_results(tmp_path):
+    model = load_model(None, "cpu")
+    assert model.batch_size == 4  # the CPU's default: a few clips' activations stay in cache
+    song = write_tone(tmp_path / "song.wav", 220, 20.0, rate=16000)
+    by_default = classify(model, song, hop_seconds=1.0)
+    assert by_default.clips == 18
+    for batch_size in (1, 7, 16):
+        other = classify(model, song, hop_seconds=1.0, batch_size=batch_size)
+        np.testing.assert_allclose(other.clip_logits, by_default.clip_logits, atol=1e-4)
