@@ -98,6 +98,7 @@ def predict(
     aggregate: Aggregate = "mean_prob",
     batch_size: Annotated[Optional[int], typer.Option(min=1, help="Clips per forward pass (default: 4 on the CPU, 16 on CUDA).")] = None,
     skip_existing: Annotated[bool, typer.Option(help="Resume --csv: keep its finished rows and skip those files.")] = False,
+    shard: Annotated[Optional[str], typer.Option(metavar="I/N", help="Tag only shard I of N (0 <= I < N): a stable share of the files, for N machines or a job array.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --csv or --timeline-csv file.")] = False,
     timeline: Annotated[bool, typer.Option(help="Add every clip's window, top genre and probabilities to --json (and a table for one file).")] = False,
     timeline_csv: Annotated[Optional[Path], typer.Option(help="Write one row per clip: path,start,end,genre,probability,<labels>.")] = None,
@@ -109,7 +110,7 @@ def predict(
 
     from .audio import SAMPLE_RATE
     from .checkpoint import load_model
-    from .data import find_audio
+    from .data import find_audio, parse_shard, shard_files
     from .plot import draw_timeline, require_matplotlib
     from .predict import (
         AGGREGATIONS, CsvWriter, TimelineCsvWriter, classify_files, hop_samples, result_dict, timeline as segments_of,
@@ -120,9 +121,11 @@ def predict(
         raise MgcError(f"unknown aggregation {aggregate!r} (use {', '.join(AGGREGATIONS)})")
     if timeline_csv and skip_existing:
         raise MgcError("--timeline-csv cannot resume; leave out --skip-existing or write the timeline in a run of its own")
+    shard_index, shard_count = parse_shard(shard) if shard else (0, 1)
     files = find_audio(paths)
     if not files:
         raise MgcError("no audio files found in " + ", ".join(map(str, paths)))
+    files = shard_files(files, paths, shard_index, shard_count)
     if timeline_png:
         require_matplotlib()
         if len(files) != 1:
@@ -268,10 +271,15 @@ def train(
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last.pt.")] = False,
     device: Device = "auto",
 ) -> None:
-    """Train a model of the zoo on labelled audio."""
+    """Train a model of the zoo on labelled audio.
+
+    On N processes (one per GPU, or per group of CPU cores): torchrun --nproc-per-node N -m mgcli train ...
+    """
     import torch
 
+    from .checkpoint import pick_device
     from .data import describe_counts, labels_of, split_tracks
+    from .distributed import from_main, process_group, rank
     from .models import build
     from .train import fit
 
@@ -283,21 +291,24 @@ def train(
         warmup_epochs=warmup_epochs, balance=balance, schedule=schedule, label_smoothing=label_smoothing,
         mix_prob=mix, masks=masks, eval_hop_seconds=eval_hop, seed=seed, workers=workers,
     )
-    tracks = _load_tracks(data, cache, out_dir / "cache")
-    split = split_tracks(
-        tracks, split_file=split_file, folds=folds, fold=fold, valid_fraction=valid_fraction, seed=config.seed
-    )
-    labels = labels_of(split["train"] + split["valid"])
-    if not split["train"]:
-        raise MgcError("the split leaves no training tracks")
-    err.print(f"train: {len(split['train'])} tracks ({describe_counts(split['train'], labels)})")
-    err.print(f"valid: {len(split['valid'])} tracks ({describe_counts(split['valid'], labels)})")
-    history = fit(
-        model, split["train"], split["valid"], labels, out_dir, config, overrides, device,
-        str(init_backbone) if init_backbone else None, resume,
-    )
-    if history:
-        out.print(f"done: {out_dir}/best.pt (chosen on valid), {out_dir}/last.pt, {out_dir}/log.jsonl")
+    with process_group(pick_device(device)):  # under torchrun the ranks train as one run; alone, nothing changes
+        # Under torchrun rank 0 alone decodes into the cache, and the others take its tracks.
+        tracks = from_main(lambda: _load_tracks(data, cache, out_dir / "cache"))
+        split = split_tracks(
+            tracks, split_file=split_file, folds=folds, fold=fold, valid_fraction=valid_fraction, seed=config.seed
+        )
+        labels = labels_of(split["train"] + split["valid"])
+        if not split["train"]:
+            raise MgcError("the split leaves no training tracks")
+        if rank() == 0:
+            err.print(f"train: {len(split['train'])} tracks ({describe_counts(split['train'], labels)})")
+            err.print(f"valid: {len(split['valid'])} tracks ({describe_counts(split['valid'], labels)})")
+        history = fit(
+            model, split["train"], split["valid"], labels, out_dir, config, overrides, device,
+            str(init_backbone) if init_backbone else None, resume,
+        )
+        if history and rank() == 0:
+            out.print(f"done: {out_dir}/best.pt (chosen on valid), {out_dir}/last.pt, {out_dir}/log.jsonl")
 
 
 @app.command()
@@ -323,8 +334,12 @@ def crossval(
 ) -> None:
     """K-fold cross-validation as the paper ran it: train and test on every fold, mean ± std."""
     from .data import labels_of
+    from .distributed import launched
     from .models import make_config
     from .train import cross_validate
+
+    if launched():  # every rank would run every fold into the same folder
+        raise MgcError("crossval runs in one process; under torchrun train each fold: mgc train --folds K --fold I")
 
     overrides = _parse_sets(set_)
     make_config(model, **overrides)
@@ -432,6 +447,27 @@ def models() -> None:
     for row in describe():
         table.add_row(row["name"], f"{row['parameters']:,}", row["summary"])
     out.print(table)
+
+
+# ---------------------------------------------------------------- export
+
+
+@app.command("export")
+def export_checkpoint(
+    fmt: Annotated[str, typer.Option("--format", help="onnx (needs mgcli\\[onnx]) or torchscript.")],
+    out_file: Annotated[Path, typer.Option("--out", help="File to write.")],
+    weights: Annotated[Optional[str], typer.Argument(metavar="CKPT", help="Checkpoint to export, or `default` for the shipped weights (the default).")] = None,
+) -> None:
+    """Write a model as one ONNX or TorchScript file that runs without mgcli: waveform clips in, logits out."""
+    from .checkpoint import load_model
+    from .export import export_model
+
+    model = load_model(None if weights in (None, "default") else weights, "cpu")
+    path = export_model(model, fmt, out_file)
+    out.print(
+        f"written: {path} ({fmt}: {model.name}, {len(model.labels)} labels, {model.clip_samples}-sample clips)",
+        highlight=False,
+    )
 
 
 # ---------------------------------------------------------------- explain and inspect

@@ -47,6 +47,33 @@ def find_audio(paths: Iterable[str | Path]) -> list[Path]:
     return sorted(dict.fromkeys(found))
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """"I/N" -> (I, N), with 0 <= I < N: shard I of N, numbered from 0 like job-array indices."""
+    index, _, count = text.partition("/")
+    if not (index.isdigit() and count.isdigit() and int(index) < int(count)):
+        raise MgcError(f"--shard must be I/N with 0 <= I < N (e.g. 0/4 ... 3/4), got {text!r}")
+    return int(index), int(count)
+
+
+def shard_files(files: list[Path], roots: Iterable[str | Path], index: int, count: int) -> list[Path]:
+    """The files of shard `index` of `count`, in their order: every file is in exactly one shard.
+
+    A file's shard is a hash of its path relative to the folder (among `roots`) it was found
+    in, or of its path as given, so it does not depend on the other files (adding files to a
+    catalogue moves no file between shards) nor on where each machine mounts the catalogue.
+    """
+    folders = [Path(root) for root in roots if Path(root).is_dir()]
+
+    def key(file: Path) -> str:
+        folder = next((f for f in folders if file.is_relative_to(f)), None)
+        return (file.relative_to(folder) if folder else file).as_posix()
+
+    def shard(file: Path) -> int:
+        return int.from_bytes(hashlib.sha1(key(file).encode()).digest()[:8], "big") % count
+
+    return [file for file in files if shard(file) == index]
+
+
 def find_tracks(data: str | Path) -> list[Track]:
     """The labelled tracks of a dataset folder, a CSV manifest or a cache folder."""
     data = Path(data)

@@ -6,6 +6,7 @@ then judges whole validation tracks by aggregating their clips. `last.pt` (with 
 macro recall, then accuracy, then loss) are written atomically every epoch, and `log.jsonl`
 holds one line per epoch. Randomness is re-seeded from (seed, epoch) at every epoch,
 so `resume` continues an interrupted run exactly as if it had never stopped.
+Under torchrun, `fit` trains with DistributedDataParallel on every rank (see `distributed`).
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
 
-from . import MgcError
+from . import MgcError, distributed
 from .audio import DEFAULT_HOP_SECONDS
 from .checkpoint import (
     GenreModel, load_checkpoint, make_checkpoint, model_from_checkpoint, pick_device, place, save_checkpoint,
@@ -129,6 +132,18 @@ def recalibrate_batchnorm(network: nn.Module, loader, device: torch.device, max_
         m.momentum = momentum
 
 
+def _clip_loader(dataset: TrainClips, batch_size: int, config: TrainConfig, device: torch.device,
+                 sampler: DistributedSampler | None = None) -> DataLoader:
+    """Batches of training clips in the epoch's plan order (of this rank's share with `sampler`)."""
+    clips = len(sampler) if sampler is not None else len(dataset)
+    return DataLoader(
+        dataset, batch_size=batch_size, sampler=sampler, shuffle=False, num_workers=config.workers,
+        pin_memory=device.type == "cuda", persistent_workers=False,
+        # A last batch of one clip would break BatchNorm after a linear layer (mel-linear, sincnet).
+        drop_last=clips % batch_size == 1 and clips > 1,
+    )
+
+
 def _is_better(metrics: dict, best: dict | None) -> bool:
     if best is None or "valid_macro_recall" not in metrics:  # no validation: the latest is best
         return True
@@ -151,13 +166,20 @@ def fit(
     resume: bool = False,
     verbose: bool = True,
 ) -> list[dict]:
-    """Train `model_name` and return the per-epoch history (also in OUT/log.jsonl)."""
+    """Train `model_name` and return the per-epoch history (also in OUT/log.jsonl).
+
+    Inside a process group (torchrun: see `distributed`) every rank calls `fit` alike; they
+    train together, and rank 0 alone writes OUT and prints.
+    """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    console = Console(stderr=True, quiet=not verbose, soft_wrap=True)
+    rank, world = distributed.rank(), distributed.world_size()
+    console = Console(stderr=True, quiet=not verbose or rank != 0, soft_wrap=True)
     out = Path(out_dir)
-    torch_device = pick_device(device)
+    torch_device = distributed.local_device(pick_device(device))
+    if config.batch_size % world:
+        raise MgcError(f"--batch-size {config.batch_size} does not split evenly over {world} processes")
     last_path, best_path = out / "last.pt", out / "best.pt"
     split_keys = {"train": sorted(t.key for t in train_tracks), "valid": sorted(t.key for t in valid_tracks)}
 
@@ -203,18 +225,23 @@ def fit(
         Augment(config.gain_low, config.gain_high, config.noise_std, config.mix_prob, config.masks),
         config.balance == "sampler", config.seed,
     )
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_size=config.batch_size, shuffle=False, num_workers=config.workers,
-        pin_memory=torch_device.type == "cuda", persistent_workers=False,
-        # A last batch of one clip would break BatchNorm after a linear layer (mel-linear, sincnet).
-        drop_last=len(dataset) % config.batch_size == 1 and len(dataset) > 1,
-    )
+    loader = _clip_loader(dataset, config.batch_size, config, torch_device)  # one process's batches
+    train_loader, trainer = loader, network
+    if world > 1:
+        # Rank r takes clips r, r + world, ...: step k of all ranks together is `loader`'s step k.
+        # The plan itself is reshuffled by dataset.set_epoch, so the sampler needs no shuffling;
+        # it repeats the first clips where the epoch does not split evenly over the ranks.
+        shard = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=False)
+        train_loader = _clip_loader(dataset, config.batch_size // world, config, torch_device, shard)
+        # Its constructor waits for every rank, so all have checked OUT before rank 0 writes there.
+        trainer = DistributedDataParallel(network, [torch_device] if torch_device.type == "cuda" else None)
     use_amp = torch_device.type == "cuda"
     model = GenreModel(model_name, network, labels, torch_device)
 
     for epoch in range(start_epoch, config.epochs):
         began = time.perf_counter()
-        torch.manual_seed(config.seed * 1_000_003 + epoch)  # dropout and friends, per epoch
+        # Dropout and friends, per epoch, and per rank: each rank's clips get masks of their own.
+        torch.manual_seed((config.seed * 1_000_003 + epoch) * world + rank)
         dataset.set_epoch(epoch)
         lr = learning_rate(config, epoch)
         for group in optimizer.param_groups:
@@ -225,13 +252,15 @@ def fit(
             TextColumn(f"epoch {epoch + 1}/{config.epochs}"), BarColumn(), MofNCompleteColumn(),
             TimeRemainingColumn(), console=console, transient=True, disable=not console.is_terminal,
         ) as progress:
-            task = progress.add_task("train", total=len(loader))
-            for clips, targets in loader:
+            task = progress.add_task("train", total=len(train_loader))
+            for clips, targets in train_loader:
                 clips = clips.to(torch_device, non_blocking=True)
                 targets = targets.to(torch_device, non_blocking=True)
                 with torch.autocast("cuda", torch.bfloat16, enabled=use_amp):
-                    logits = network(clips)
+                    logits = trainer(clips)
                 loss = clip_loss(logits.float(), targets, weights, config.label_smoothing)
+                if world > 1 and weights is not None:  # so that DDP's average is the global batch's weighted mean
+                    loss = loss * distributed.global_share(weights[targets].sum())
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -239,7 +268,11 @@ def fit(
                 correct += (logits.argmax(1) == targets).sum().item()
                 seen += len(targets)
                 progress.advance(task)
+        if world > 1:  # the ranks take equal batches, so these sums are what one process counts
+            total_loss, correct, seen = distributed.sum_over_ranks([total_loss, correct, seen], torch_device)
 
+        # Every rank re-estimates BatchNorm on the same whole batches and validates the same
+        # weights, as one process does, so all ranks stay identical; rank 0 writes the results.
         recalibrate_batchnorm(network, loader, torch_device, config.batchnorm_batches)
         network.eval()
         metrics = {
@@ -258,16 +291,21 @@ def fit(
         metrics["seconds"] = round(time.perf_counter() - began, 2)
         history.append(metrics)
 
-        if _is_better(metrics, best):
+        is_best = _is_better(metrics, best)
+        if is_best:
             best = metrics
-            save_checkpoint(make_checkpoint(model_name, network, labels, {"epoch": epoch, "valid": metrics}), best_path)
-        train_state = {
-            "epoch": epoch, "config": asdict(config), "split": split_keys, "history": history,
-            "best": best, "optimizer": optimizer.state_dict(),
-        }
-        save_checkpoint(make_checkpoint(model_name, network, labels, train_state), last_path)
-        write_text_atomic(out / "log.jsonl", "".join(json.dumps(h) + "\n" for h in history))
-        console.print(_epoch_line(metrics, bool(valid_tracks), best is metrics))
+        if rank == 0:
+            if is_best:
+                save_checkpoint(make_checkpoint(model_name, network, labels, {"epoch": epoch, "valid": metrics}), best_path)
+            train_state = {
+                "epoch": epoch, "config": asdict(config), "split": split_keys, "history": history,
+                "best": best, "optimizer": optimizer.state_dict(),
+            }
+            save_checkpoint(make_checkpoint(model_name, network, labels, train_state), last_path)
+            write_text_atomic(out / "log.jsonl", "".join(json.dumps(h) + "\n" for h in history))
+        console.print(_epoch_line(metrics, bool(valid_tracks), is_best))
+    if world > 1:  # no rank returns (to read last.pt, say) before rank 0 has written it
+        torch.distributed.barrier()
     return history
 
 

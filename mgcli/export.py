@@ -1,0 +1,149 @@
+"""Export a trained model as one ONNX or TorchScript file that runs without mgcli.
+
+The exported graph is the network's clip-by-clip forward: a float32 batch of raw mono 16 kHz
+waveform clips [batch, clip_samples], any batch size, to logits [batch, n_labels]. Each model
+normalises its clips itself, so the input needs no scaling. What a caller needs beyond the
+graph travels in the file as string metadata (see export_metadata): the labels in logit order
+(a JSON list), the clip length, the sample rate and the model name. ONNX keeps them in
+metadata_props (onnxruntime: session.get_modelmeta().custom_metadata_map); TorchScript in an
+extra file, METADATA_FILE (torch.jit.load(path, _extra_files={METADATA_FILE: ""})).
+
+The learned sinc filters are baked in: the exported copy has a fixed convolution in place of
+each SincConv, its taps computed once from the learned cut-offs. The mel front ends need no
+such help: torch.onnx's exporter writes torch.stft as the ONNX STFT operator (opset 17 and
+later) and the logits agree with PyTorch's to about 1e-6.
+
+ONNX export needs the optional extra mgcli[onnx] (onnx and onnxscript, which torch.onnx's
+exporter uses, and onnxruntime to run the file). Both formats are written on the CPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from . import MgcError, __version__
+from .audio import SAMPLE_RATE
+from .checkpoint import GenreModel
+from .models.sinc import SincConv
+
+FORMATS = ("onnx", "torchscript")
+INPUT_NAME = "waveform"  # the ONNX graph's input and output names
+OUTPUT_NAME = "logits"
+METADATA_FILE = "metadata.json"  # TorchScript: the extra file that holds export_metadata()
+# torch.export takes a dimension seen at size 0 or 1 for a constant, so the example batch has 2 clips.
+EXAMPLE_BATCH = 2
+
+
+def require_onnx() -> None:
+    """Raise an MgcError saying how to install the onnx extra when the exporter's packages are missing."""
+    try:
+        import onnx
+        import onnxscript
+    except ImportError:
+        raise MgcError('ONNX export needs onnx and onnxscript, an optional extra: pip install "mgcli[onnx]"') from None
+
+
+def export_metadata(model: GenreModel) -> dict[str, str]:
+    """What another tool needs to use the exported file, as strings (ONNX metadata holds strings only)."""
+    return {
+        "model": model.name,
+        "labels": json.dumps(model.labels),
+        "sample_rate": str(SAMPLE_RATE),
+        "clip_samples": str(model.clip_samples),
+        "mgcli_version": __version__,
+    }
+
+
+def fixed_conv(sinc: SincConv) -> nn.Conv1d:
+    """The convolution that `sinc` computes, its taps fixed at the current cut-offs."""
+    conv = nn.Conv1d(1, sinc.n_filters, sinc.kernel_size, stride=sinc.stride, padding=sinc.kernel_size // 2, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(sinc.filters())
+    return conv
+
+
+def frozen_copy(network: nn.Module) -> nn.Module:
+    """A copy of `network` for export: on the CPU, in eval mode, without gradients, sinc filters fixed.
+
+    The network itself is left as it was, so a model being trained can be exported.
+    """
+    frozen = copy.deepcopy(network).cpu().eval()
+    for parent in list(frozen.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, SincConv):
+                setattr(parent, name, fixed_conv(child))
+    return frozen.requires_grad_(False)
+
+
+def export_model(model: GenreModel, fmt: str, out: str | Path) -> Path:
+    """Write `model` to `out` as an ONNX or TorchScript file (fmt: "onnx" or "torchscript"); returns the path.
+
+    Written atomically: an interrupted export leaves any previous file intact.
+    """
+    if fmt not in FORMATS:
+        raise MgcError(f"unknown export format {fmt!r} (use {' or '.join(FORMATS)})")
+    if fmt == "onnx":
+        require_onnx()
+    network = frozen_copy(model.network)
+    example = torch.randn(EXAMPLE_BATCH, model.clip_samples)
+    metadata = export_metadata(model)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    if fmt == "onnx":
+        save_onnx(network, example, metadata, tmp, model.name)
+    else:
+        save_torchscript(network, example, metadata, tmp)
+    os.replace(tmp, out)
+    return out
+
+
+def save_onnx(network: nn.Module, example: torch.Tensor, metadata: dict[str, str], path: Path, name: str) -> None:
+    """Export with torch.onnx's dynamo exporter (torch.export), the batch dimension left dynamic."""
+    # The exporter logs a warning for each torchvision operator it cannot register when torchvision
+    # is absent; mgcli never uses torchvision, so those lines would only be noise.
+    onnx_logger = logging.getLogger("torch.onnx")
+    level = onnx_logger.level
+    onnx_logger.setLevel(logging.ERROR)
+    try:
+        program = torch.onnx.export(
+            network,
+            (example,),
+            dynamo=True,
+            dynamic_shapes=({0: torch.export.Dim("batch")},),
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            verbose=False,
+        )
+    except Exception as error:  # the exporter raises many types; the first line says what failed
+        lines = str(error).strip().splitlines()
+        raise MgcError(f"cannot export {name} to ONNX: {lines[0] if lines else type(error).__name__}") from error
+    finally:
+        onnx_logger.setLevel(level)
+    program.model.metadata_props.update(metadata)
+    program.save(path)
+
+
+def save_torchscript(network: nn.Module, example: torch.Tensor, metadata: dict[str, str], path: Path) -> None:
+    """Trace the network on an example batch and save it with the metadata as an extra file.
+
+    Tracing, not scripting: torch.jit.script cannot compile the models' config dataclasses. A
+    trace records the one path a clip takes, which is all there is: the models branch on their
+    config (e.g. SincResNet's one bank or three), never on the data, and the batch size stays
+    symbolic in the traced shapes.
+    """
+    with warnings.catch_warnings():
+        # torch.jit is deprecated in favour of torch.export, yet still the format TorchScript users load.
+        warnings.simplefilter("ignore", FutureWarning)
+        # Python branches on a config value (the number of sinc banks) are recorded as constants: intended.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        traced = torch.jit.trace(network, example)
+        torch.jit.save(traced, str(path), _extra_files={METADATA_FILE: json.dumps(metadata)})
