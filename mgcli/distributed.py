@@ -100,12 +100,20 @@ def from_main(make: Callable[[], T]) -> T:
     """`make()` run by rank 0 alone, its result sent to every rank (alone: just `make()`).
 
     For work that must happen once, such as decoding a dataset into the cache the ranks share:
-    several ranks writing the same cache files would trip over each other.
+    several ranks writing the same cache files would trip over each other. An MgcError that
+    `make` raises is raised on every rank.
     """
     if world_size() == 1:
         return make()
-    box = [make() if rank() == 0 else None]
+    box: list = [None]
+    if rank() == 0:
+        try:
+            box = [make()]
+        except MgcError as error:  # every rank stops with the one-line message, not a broken connection
+            box = [error]
     dist.broadcast_object_list(box, src=0)
+    if isinstance(box[0], MgcError):
+        raise box[0]
     return box[0]
 
 

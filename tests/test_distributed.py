@@ -54,7 +54,7 @@ def _without_batchnorm(build):
 def _worker(rank: int, port: int, tmp_path: Path, split: dict, labels: list[str]) -> None:
     """One rank: the runs the tests check, recording what this rank writes and its final weights."""
     import mgcli.train as train
-    from mgcli.distributed import process_group
+    from mgcli.distributed import from_main, process_group
 
     # What torchrun would set.
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank))
@@ -82,7 +82,12 @@ def _worker(rank: int, port: int, tmp_path: Path, split: dict, labels: list[str]
             resume=resume, verbose=False)
         torch.save(networks[-1].state_dict(), tmp_path / f"{name}-rank{rank}.pt")
 
+    def missing_dataset() -> None:
+        raise MgcError("gtzan: no such dataset")
+
     with process_group(torch.device("cpu")):
+        with pytest.raises(MgcError, match="gtzan: no such dataset"):  # rank 0's error reaches rank 1
+            from_main(missing_dataset)
         with pytest.raises(MgcError, match="--batch-size 7 does not split evenly over 2 processes"):
             fit("ms-sincresnet", split["train"], [], labels, tmp_path / "odd", TrainConfig(batch_size=7), TINY, "cpu")
         run("parts", epochs=1)
