@@ -1,18 +1,21 @@
 """Train and measure every zoo model the same way; print the table of docs/models.md.
 
-    python benchmarks/zoo.py                      # every row of ROWS, resuming finished or partial runs
-    python benchmarks/zoo.py --only bbnn mel-linear
-    python benchmarks/zoo.py --table              # only print the table from what is already trained
-    python benchmarks/zoo.py --time-epochs        # re-time one epoch per row alone (run on an idle machine)
+    python benchmarks/zoo.py                      # every row not yet in zoo-results.json (resumes a partial run)
+    python benchmarks/zoo.py --only bbnn mel-linear --redo
+    python benchmarks/zoo.py --table              # only print the table from zoo-results.json
+    python benchmarks/zoo.py --time-epochs        # re-time one epoch per recorded row alone (on an idle machine)
 
 Each row is `mgc train` on the `train` part of ../shared/data/gtzan/splits.csv with the same
-epoch budget, recipe and seed, scored every epoch on `valid`. Per row it records parameters,
+epoch budget, recipe and seed, scored every epoch on `valid`. As soon as a row has trained it is
+measured and written to benchmarks/zoo-results.json, which is kept in git: the runs themselves
+(runs/zoo/) are hours of CPU that a new checkout does not have, so a row measured once stays
+measured and the zoo goes on from the next row. Per row it records parameters,
 multiply-accumulates per clip (torch's FLOP counter on one clip, halved; FFTs such as the mel
 front ends' are not counted), the training epoch time (train + BatchNorm re-estimate + validation:
-one epoch timed alone by --time-epochs where it has run, else the median of log.jsonl, which
-other work on the machine may have slowed),
-CPU seconds to predict a 30-s track (decode + resample + model, 3-s hop), and the valid
-figures at the best epoch (what best.pt holds: chosen on valid, so optimistic) and at the last.
+one epoch timed alone by --time-epochs where it has run, else the median of log.jsonl),
+CPU seconds to predict a 30-s track (decode + resample + model, 3-s hop, default batch), the valid
+figures at the best epoch (what best.pt holds: chosen on valid, so optimistic) and at the last,
+and the valid curve of every epoch.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import soundfile as sf
@@ -33,6 +37,7 @@ from mgcli.checkpoint import load_model
 from mgcli.predict import classify
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).resolve().parent / "zoo-results.json"
 GTZAN = ROOT.parent / "shared" / "data" / "gtzan"
 EPOCHS = 20
 RECIPE = ["--warmup-epochs", "1", "--seed", "0", "--device", "cpu"]
@@ -66,15 +71,16 @@ def train(run: str, model: str, overrides: dict, out: Path, cache: Path, epochs:
     subprocess.run(command, check=True)
 
 
-def time_epochs(rows: list, out: Path, cache: Path) -> None:
-    """One epoch of each row's training, alone, into a scratch folder: its seconds go to epoch_seconds.json."""
-    timings_path = out / "epoch_seconds.json"
-    timings = json.loads(timings_path.read_text()) if timings_path.exists() else {}
+def time_epochs(rows: list, cache: Path, results: dict[str, dict]) -> None:
+    """One epoch of each recorded row's training, alone, into a scratch folder: its seconds replace the log median."""
     with tempfile.TemporaryDirectory() as scratch:
         for run, model, overrides, _ in rows:
+            if run not in results:
+                continue
             train(run, model, overrides, Path(scratch), cache, epochs=1)
-            timings[run] = json.loads((Path(scratch) / run / "log.jsonl").read_text().splitlines()[0])["seconds"]
-            timings_path.write_text(json.dumps(timings, indent=2) + "\n")
+            log = (Path(scratch) / run / "log.jsonl").read_text().splitlines()
+            results[run].update(epoch_seconds=json.loads(log[0])["seconds"], epoch_seconds_timed_alone=True)
+            save(results)
 
 
 def measure(run: str, paper: str, out: Path, track: Path) -> dict:
@@ -84,18 +90,27 @@ def measure(run: str, paper: str, out: Path, track: Path) -> dict:
     with FlopCounterMode(display=False) as counter, torch.inference_mode():
         model.network(torch.zeros(1, model.clip_samples))
     seconds, _ = timed(lambda: classify(model, track), 3)
-    timings_path = out / "epoch_seconds.json"
-    timed_alone = json.loads(timings_path.read_text()) if timings_path.exists() else {}
-    epoch_seconds = timed_alone.get(run, sorted(m["seconds"] for m in log)[len(log) // 2])
     return {
         "run": run, "model": model.name, "parameters": sum(p.numel() for p in model.network.parameters()),
         "macs_per_clip": counter.get_total_flops() / 2, "clip_seconds": model.clip_samples / 16000,
-        "epochs": len(log), "epoch_seconds": epoch_seconds, "predict_30s_seconds": seconds,
+        "epochs": len(log), "epoch_seconds": sorted(m["seconds"] for m in log)[len(log) // 2],
+        "epoch_seconds_timed_alone": False, "predict_30s_seconds": seconds,
         "best_epoch": best["epoch"], "best_track_accuracy": best["valid_track_accuracy"],
         "best_macro_recall": best["valid_macro_recall"],
         "last_track_accuracy": log[-1]["valid_track_accuracy"], "last_macro_recall": log[-1]["valid_macro_recall"],
-        "paper": paper,
+        "valid_track_accuracy_per_epoch": [m["valid_track_accuracy"] for m in log],
+        "valid_macro_recall_per_epoch": [m["valid_macro_recall"] for m in log],
+        "paper": paper, "measured": time.strftime("%Y-%m-%d"),
     }
+
+
+def save(results: dict[str, dict]) -> None:
+    """Write the recorded rows in ROWS order, atomically: a session may end at any moment."""
+    order = [run for run, *_ in ROWS]
+    rows = sorted(results.values(), key=lambda r: order.index(r["run"]))
+    partial = RESULTS.with_suffix(".json.partial")
+    partial.write_text(json.dumps(rows, indent=2) + "\n")
+    partial.replace(RESULTS)
 
 
 def table(results: list[dict]) -> str:
@@ -106,7 +121,7 @@ def table(results: list[dict]) -> str:
     ]
     for r in results:
         lines.append(
-            f"| `{r['run']}` | {r['parameters']:,} | {r['macs_per_clip'] / 1e9:.2f} G | {r['epoch_seconds']:.0f} "
+            f"| `{r['run']}` | {r['parameters']:,} | {r['macs_per_clip'] / 1e9:.2f} G | {r['epoch_seconds']:.0f}{'' if r['epoch_seconds_timed_alone'] else ' (log)'} "
             f"| {r['predict_30s_seconds']:.3f} | {r['best_track_accuracy']:.3f} / {r['last_track_accuracy']:.3f} "
             f"| {r['best_macro_recall']:.3f} / {r['last_macro_recall']:.3f} | {r['epochs']} ({r['best_epoch']}) | {r['paper']} |"
         )
@@ -115,26 +130,30 @@ def table(results: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "zoo")
-    parser.add_argument("--only", nargs="+", help="run names from ROWS")
-    parser.add_argument("--table", action="store_true", help="measure and print what is trained; train nothing")
-    parser.add_argument("--time-epochs", action="store_true", help="time one training epoch per row, then the table")
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "zoo", help="where the runs are trained")
+    parser.add_argument("--only", nargs="+", choices=[run for run, *_ in ROWS], help="run names from ROWS")
+    parser.add_argument("--redo", action="store_true", help="train and measure rows already recorded again")
+    parser.add_argument("--table", action="store_true", help="print the recorded table; train nothing")
+    parser.add_argument("--time-epochs", action="store_true", help="time one training epoch per recorded row")
     args = parser.parse_args()
     rows = [row for row in ROWS if not args.only or row[0] in args.only]
+    results = {r["run"]: r for r in json.loads(RESULTS.read_text())} if RESULTS.exists() else {}
     cache = args.out / "gtzan-cache"
     if not args.table:
         subprocess.run([sys.executable, "-m", "mgcli", "preprocess", str(GTZAN), "--out", str(cache)], check=True)
     if args.time_epochs:
-        time_epochs(rows, args.out, cache)
+        time_epochs(rows, cache, results)
     elif not args.table:
-        for run, model, overrides, _ in rows:
-            train(run, model, overrides, args.out, cache)
-    with tempfile.TemporaryDirectory() as tmp:
-        track = Path(tmp) / "track.wav"
-        sf.write(str(track), music_like(30.0), SOURCE_RATE)
-        results = [measure(run, paper, args.out, track) for run, _, _, paper in rows if (args.out / run / "best.pt").exists()]
-    (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(table(results))
+        with tempfile.TemporaryDirectory() as tmp:
+            track = Path(tmp) / "track.wav"
+            sf.write(str(track), music_like(30.0), SOURCE_RATE)
+            for run, model, overrides, paper in rows:
+                if run in results and not args.redo:
+                    continue
+                train(run, model, overrides, args.out, cache)
+                results[run] = measure(run, paper, args.out, track)
+                save(results)
+    print(table([results[run] for run, *_ in rows if run in results]))
 
 
 if __name__ == "__main__":
