@@ -114,16 +114,23 @@ def save(results: dict[str, dict]) -> None:
 
 
 def table(results: list[dict]) -> str:
+    """One row per model; the valid figures as best epoch / last epoch / mean of the last 5 (the curves are noisy)."""
     lines = [
         "| model | parameters | MACs per clip | train s/epoch | predict s per 30-s track "
-        "| valid track acc (best / last) | valid macro recall (best / last) | epochs trained (best) | paper: GTZAN track acc % |",
+        "| valid track acc (best / last / last 5) | valid macro recall (best / last / last 5) "
+        "| epochs trained (best) | paper: GTZAN track acc % |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
+        epoch_seconds = f"{r['epoch_seconds']:.0f}" + ("" if r["epoch_seconds_timed_alone"] else " (log)")
+        accuracy = r["valid_track_accuracy_per_epoch"]
+        recall = r["valid_macro_recall_per_epoch"]
         lines.append(
-            f"| `{r['run']}` | {r['parameters']:,} | {r['macs_per_clip'] / 1e9:.2f} G | {r['epoch_seconds']:.0f}{'' if r['epoch_seconds_timed_alone'] else ' (log)'} "
-            f"| {r['predict_30s_seconds']:.3f} | {r['best_track_accuracy']:.3f} / {r['last_track_accuracy']:.3f} "
-            f"| {r['best_macro_recall']:.3f} / {r['last_macro_recall']:.3f} | {r['epochs']} ({r['best_epoch']}) | {r['paper']} |"
+            f"| `{r['run']}` | {r['parameters']:,} | {r['macs_per_clip'] / 1e9:.2f} G | {epoch_seconds} "
+            f"| {r['predict_30s_seconds']:.3f} "
+            f"| {r['best_track_accuracy']:.3f} / {accuracy[-1]:.3f} / {sum(accuracy[-5:]) / 5:.3f} "
+            f"| {r['best_macro_recall']:.3f} / {recall[-1]:.3f} / {sum(recall[-5:]) / 5:.3f} "
+            f"| {r['epochs']} ({r['best_epoch']}) | {r['paper']} |"
         )
     return "\n".join(lines)
 
