@@ -1,7 +1,7 @@
 """Train and measure every zoo model the same way; print the table of docs/models.md.
 
     python benchmarks/zoo.py                      # every row not yet in zoo-results.json (resumes a partial run)
-    python benchmarks/zoo.py --only bbnn mel-linear --redo
+    python benchmarks/zoo.py --only bbnn mel-linear --redo   # measure these again
     python benchmarks/zoo.py --table              # only print the table from zoo-results.json
     python benchmarks/zoo.py --time-epochs        # re-time one epoch per recorded row alone (on an idle machine)
 
@@ -58,6 +58,7 @@ ROWS = [  # cheapest first, as far as epoch times are known
     ("sincnet", "sincnet", {}, "73.98 (Chang et al., random 10-fold)"),
     ("multi-input", "multi-input", {}, "93.92 (Wang 2023)"),
 ]
+
 
 def train(run: str, model: str, overrides: dict, out: Path, cache: Path, epochs: int = EPOCHS) -> None:
     sets = [arg for key, value in overrides.items() for arg in ("--set", f"{key}={json.dumps(value)}")]
@@ -139,7 +140,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "zoo", help="where the runs are trained")
     parser.add_argument("--only", nargs="+", choices=[run for run, *_ in ROWS], help="run names from ROWS")
-    parser.add_argument("--redo", action="store_true", help="train and measure rows already recorded again")
+    parser.add_argument("--redo", action="store_true", help="measure recorded rows again, training (or finishing) their runs first")
     parser.add_argument("--table", action="store_true", help="print the recorded table; train nothing")
     parser.add_argument("--time-epochs", action="store_true", help="time one training epoch per recorded row")
     args = parser.parse_args()
