@@ -115,6 +115,10 @@ def save(results: dict[str, dict]) -> None:
     partial.replace(RESULTS)
 
 
+def mean_of_last_5(values: list[float]) -> float:
+    return sum(values[-5:]) / 5
+
+
 def table(results: list[dict]) -> str:
     """One row per model; the valid figures as best epoch / last epoch / mean of the last 5 (the curves are noisy).
 
@@ -131,13 +135,12 @@ def table(results: list[dict]) -> str:
         epoch_seconds = f"{r['epoch_seconds']:.0f}" + ("" if r["epoch_seconds_timed_alone"] else " (log)")
         accuracy = r["valid_track_accuracy_per_epoch"]
         recall = r["valid_macro_recall_per_epoch"]
-        fit = r["train_clip_accuracy_per_epoch"]
         lines.append(
             f"| `{r['run']}` | {r['parameters']:,} | {r['macs_per_clip'] / 1e9:.2f} G | {epoch_seconds} "
             f"| {r['predict_30s_seconds']:.3f} "
-            f"| {r['best_track_accuracy']:.3f} / {accuracy[-1]:.3f} / {sum(accuracy[-5:]) / 5:.3f} "
-            f"| {r['best_macro_recall']:.3f} / {recall[-1]:.3f} / {sum(recall[-5:]) / 5:.3f} "
-            f"| {sum(fit[-5:]) / 5:.3f} | {r['epochs']} ({r['best_epoch']}) | {r['paper']} |"
+            f"| {r['best_track_accuracy']:.3f} / {accuracy[-1]:.3f} / {mean_of_last_5(accuracy):.3f} "
+            f"| {r['best_macro_recall']:.3f} / {recall[-1]:.3f} / {mean_of_last_5(recall):.3f} "
+            f"| {mean_of_last_5(r['train_clip_accuracy_per_epoch']):.3f} | {r['epochs']} ({r['best_epoch']}) | {r['paper']} |"
         )
     return "\n".join(lines)
 
