@@ -15,7 +15,12 @@ from mgcli.predict import classify_files, track_logits
 
 from conftest import write_tone
 
-TINY_SINC = dict(n_filters=8, kernel_sizes=(33, 65, 129), pooled_width=64, backbone_width=8, fc_hidden=16)
+TINY_SINC = dict(n_filters=8, kernel_sizes=(33, 65, 129), pooled_width=64, fc_hidden=16)
+TINY = {
+    "ms-sincresnet": dict(TINY_SINC, backbone_width=8),
+    "sincresnet": dict(TINY_SINC, backbone_width=8, kernel_sizes=(129,)),
+    "multi-input": dict(TINY_SINC, n_mels=16, channels=(4, 8), exchange_after=1),
+}
 FAST_MODELS = [name for name, (_, model_class) in MODELS.items() if hasattr(model_class, "span_logits")]
 
 
@@ -33,10 +38,7 @@ def test_fft_convolution_equals_direct_convolution(kernel_size, length):
 
 def tiny_eval_model(name: str, clip_samples: int, **overrides) -> torch.nn.Module:
     torch.manual_seed(0)
-    config = dict(TINY_SINC, clip_samples=clip_samples, n_classes=4, **overrides)
-    if name == "sincresnet":
-        config["kernel_sizes"] = (129,)
-    model = build(name, **config)
+    model = build(name, **TINY[name], clip_samples=clip_samples, n_classes=4, **overrides)
     for module in model.modules():  # non-trivial BatchNorm statistics, as after training
         if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
             module.running_mean.uniform_(-0.2, 0.2)
@@ -64,10 +66,16 @@ def test_span_logits_equal_clip_by_clip_logits(name, hop):
     torch.testing.assert_close(fast, naive, atol=1e-4, rtol=0)
 
 
-def test_span_logits_refuses_what_it_cannot_reproduce():
-    model = tiny_eval_model("ms-sincresnet", 4_000)
+@pytest.mark.parametrize("name", FAST_MODELS)
+def test_span_logits_refuses_training_mode_and_a_span_too_short_for_its_clips(name):
+    model = tiny_eval_model(name, 4_000)
+    with pytest.raises(MgcError, match="fewer than 3 clips"):
+        model.span_logits(torch.zeros(5_000), 1_000, 3)
     with pytest.raises(MgcError, match="eval mode"):
         model.train().span_logits(torch.zeros(5_000), 1_000, 2)
+
+
+def test_span_logits_refuses_a_positional_waveform_norm():
     positional = tiny_eval_model("ms-sincresnet", 4_000, norm_affine=True)
     with pytest.raises(MgcError, match="norm_affine"):
         positional.span_logits(torch.zeros(5_000), 1_000, 2)
@@ -102,9 +110,3 @@ def test_tracks_and_folders_score_the_same_with_and_without_the_fast_path(tmp_pa
         assert fast.clips == slow.clips
         if not fast.error:
             np.testing.assert_allclose(fast.probabilities, slow.probabilities, atol=1e-4)
-
-
-def test_span_logits_refuses_a_span_too_short_for_its_clips():
-    model = tiny_eval_model("ms-sincresnet", 4_000)
-    with pytest.raises(MgcError, match="fewer than 3 clips"):
-        model.span_logits(torch.zeros(5_000), 1_000, 3)

@@ -107,10 +107,29 @@ class MultiInput(nn.Module):
         self.sinc_blocks = nn.ModuleList(conv_pool_block(i, o) for i, o in zip(sinc_in, config.channels))
         self.head = ClassifierHead(2 * config.channels[-1], config.fc_hidden, config.n_classes, config.dropout)
 
+    has_fast_path = True  # its waveform norm has no positional affine, so span_logits is exact
+
     def forward(self, wave: Tensor) -> Tensor:
         wave = self.wave_norm(wave)
+        return self.branches(wave, self.sinc(wave))
+
+    def span_logits(self, span: Tensor, hop: int, n_clips: int) -> Tensor:
+        """forward() of the clips span[i * hop : i * hop + clip_samples], i < n_clips: [n_clips, n_classes].
+
+        The exact fast path for inference: the sinc banks filter the span once
+        (MultiScaleSinc.forward_span); the mel branch still reads each clip.
+        """
+        if self.training:
+            raise MgcError("span_logits needs eval mode; use forward() on clips")
+        clip_samples = self.config.clip_samples
+        if len(span) < clip_samples + (n_clips - 1) * hop:
+            raise MgcError(f"a span of {len(span)} samples holds fewer than {n_clips} clips at hop {hop}")
+        clips = self.wave_norm(span.unfold(0, clip_samples, hop)[:n_clips])
+        return self.branches(clips, self.sinc.forward_span(span, hop, n_clips, clip_samples))
+
+    def branches(self, wave: Tensor, sinc: Tensor) -> Tensor:
+        """Logits from the layer-normalised clips [B, T] and their sinc spectrogram [B, n_banks, K, W]."""
         mel = self.mel_norm(self.mel(wave).unsqueeze(1))
-        sinc = self.sinc(wave)
         for i, (mel_block, sinc_block) in enumerate(zip(self.mel_blocks, self.sinc_blocks)):
             if i == self.config.exchange_after:
                 mel, sinc = exchange(mel, sinc)
