@@ -3,19 +3,19 @@
     python benchmarks/zoo.py                      # every row not yet in zoo-results.json (resumes a partial run)
     python benchmarks/zoo.py --only bbnn mel-linear --redo   # measure these again
     python benchmarks/zoo.py --table              # only print the table from zoo-results.json
-    python benchmarks/zoo.py --time-epochs        # re-time one epoch per recorded row alone (on an idle machine)
+    python benchmarks/zoo.py --retime             # re-time both speed columns of every recorded row, in one sitting
 
-Each row is `mgc train` on the `train` part of ../shared/data/gtzan/splits.csv with the same
-epoch budget, recipe and seed, scored every epoch on `valid`. As soon as a row has trained it is
+Each row is `mgc train` on the `train` part of ../shared/data/gtzan/splits.csv with the same epoch
+budget, recipe and seed, scored every epoch on `valid`. As soon as a row has trained it is
 measured and written to benchmarks/zoo-results.json, which is kept in git: the runs themselves
 (runs/zoo/) are hours of CPU that a new checkout does not have, so a row measured once stays
 measured and the zoo goes on from the next row. Per row it records parameters,
 multiply-accumulates per clip (torch's FLOP counter on one clip, halved; FFTs such as the mel
 front ends' are not counted), the training epoch time (train + BatchNorm re-estimate + validation:
-one epoch timed alone by --time-epochs where it has run, else the median of log.jsonl),
-CPU seconds to predict a 30-s track (decode + resample + model, 3-s hop, default batch), the valid
-figures at the best epoch (what best.pt holds: chosen on valid, so optimistic) and at the last,
-and the valid curve and training clip accuracy of every epoch.
+one epoch timed alone by --retime where it has run, else the median of log.jsonl), CPU seconds to
+predict a 30-s track (decode + resample + model, 3-s hop, default batch; retimed likewise), the
+valid figures at the best epoch (what best.pt holds: chosen on valid, so optimistic) and at the
+last, and the valid curve and training clip accuracy of every epoch.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from bench import SOURCE_RATE, music_like, timed
-from mgcli.checkpoint import load_model
+from mgcli.checkpoint import GenreModel, load_model
 from mgcli.predict import classify
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,16 +72,30 @@ def train(run: str, model: str, overrides: dict, out: Path, cache: Path, epochs:
     subprocess.run(command, check=True)
 
 
-def time_epochs(rows: list, cache: Path, results: dict[str, dict]) -> None:
-    """One epoch of each recorded row's training, alone, into a scratch folder: its seconds replace the log median."""
+def retime(rows: list, cache: Path, track: Path, results: dict[str, dict]) -> None:
+    """Both speed columns of each recorded row again, one row after another in one sitting.
+
+    The machine's speed differs from session to session, so times taken in the sessions that
+    trained the rows do not compare. One epoch of the row's training runs into a scratch folder
+    (its seconds replace the log median), then predict runs with that checkpoint: its speed
+    depends on the architecture, not on the weights.
+    """
     with tempfile.TemporaryDirectory() as scratch:
         for run, model, overrides, _ in rows:
             if run not in results:
                 continue
             train(run, model, overrides, Path(scratch), cache, epochs=1)
             log = (Path(scratch) / run / "log.jsonl").read_text().splitlines()
-            results[run].update(epoch_seconds=json.loads(log[0])["seconds"], epoch_seconds_timed_alone=True)
+            results[run].update(
+                epoch_seconds=json.loads(log[0])["seconds"], epoch_seconds_timed_alone=True,
+                predict_30s_seconds=predict_seconds(load_model(Path(scratch) / run / "best.pt", "cpu"), track),
+            )
             save(results)
+
+
+def predict_seconds(model: GenreModel, track: Path) -> float:
+    seconds, _ = timed(lambda: classify(model, track), 3)
+    return seconds
 
 
 def measure(run: str, paper: str, out: Path, track: Path) -> dict:
@@ -90,12 +104,11 @@ def measure(run: str, paper: str, out: Path, track: Path) -> dict:
     model = load_model(out / run / "best.pt", "cpu")
     with FlopCounterMode(display=False) as counter, torch.inference_mode():
         model.network(torch.zeros(1, model.clip_samples))
-    seconds, _ = timed(lambda: classify(model, track), 3)
     return {
         "run": run, "model": model.name, "parameters": sum(p.numel() for p in model.network.parameters()),
         "macs_per_clip": counter.get_total_flops() / 2, "clip_seconds": model.clip_samples / 16000,
         "epochs": len(log), "epoch_seconds": sorted(m["seconds"] for m in log)[len(log) // 2],
-        "epoch_seconds_timed_alone": False, "predict_30s_seconds": seconds,
+        "epoch_seconds_timed_alone": False, "predict_30s_seconds": predict_seconds(model, track),
         "best_epoch": best["epoch"], "best_track_accuracy": best["valid_track_accuracy"],
         "best_macro_recall": best["valid_macro_recall"],
         "last_track_accuracy": log[-1]["valid_track_accuracy"], "last_macro_recall": log[-1]["valid_macro_recall"],
@@ -151,25 +164,25 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=[run for run, *_ in ROWS], help="run names from ROWS")
     parser.add_argument("--redo", action="store_true", help="measure recorded rows again, training (or finishing) their runs first")
     parser.add_argument("--table", action="store_true", help="print the recorded table; train nothing")
-    parser.add_argument("--time-epochs", action="store_true", help="time one training epoch per recorded row")
+    parser.add_argument("--retime", action="store_true", help="time one training epoch and predict per recorded row")
     args = parser.parse_args()
     rows = [row for row in ROWS if not args.only or row[0] in args.only]
     results = {r["run"]: r for r in json.loads(RESULTS.read_text())} if RESULTS.exists() else {}
     cache = args.out / "gtzan-cache"
     if not args.table:
         subprocess.run([sys.executable, "-m", "mgcli", "preprocess", str(GTZAN), "--out", str(cache)], check=True)
-    if args.time_epochs:
-        time_epochs(rows, cache, results)
-    elif not args.table:
         with tempfile.TemporaryDirectory() as tmp:
             track = Path(tmp) / "track.wav"
             sf.write(str(track), music_like(30.0), SOURCE_RATE)
-            for run, model, overrides, paper in rows:
-                if run in results and not args.redo:
-                    continue
-                train(run, model, overrides, args.out, cache)
-                results[run] = measure(run, paper, args.out, track)
-                save(results)
+            if args.retime:
+                retime(rows, cache, track, results)
+            else:
+                for run, model, overrides, paper in rows:
+                    if run in results and not args.redo:
+                        continue
+                    train(run, model, overrides, args.out, cache)
+                    results[run] = measure(run, paper, args.out, track)
+                    save(results)
     print(table([results[run] for run, *_ in rows if run in results]))
 
 
