@@ -33,6 +33,7 @@ from mgcli.audio import CLIP_SAMPLES, SAMPLE_RATE, load
 from mgcli.checkpoint import GenreModel, load_model, pick_device, place
 from mgcli.data import Augment, TrainClips, find_tracks, preprocess
 from mgcli.models import build, count_parameters
+from mgcli.models.sincresnet import SincResNet
 from mgcli.predict import classify, classify_files, hop_samples, track_logits
 
 SOURCE_RATE = 44_100  # the files are written at CD rate, so every prediction includes resampling
@@ -107,7 +108,8 @@ def bench_model(model: GenreModel, files: dict, args) -> list[tuple[str, str]]:
         rows.append((f"{files['short_label']} track at the paper's 0.5-s hop, fast path", f"{fast_s:.3f} s"))
         rows.append(("  clip by clip (naive reference)", f"{slow_s:.3f} s"))
         rows.append(("  ratio", f"{slow_s / fast_s:.2f}x, max |logit diff| {np.abs(fast - slow).max():.1e}"))
-        rows += front_end_rows(model, wave, paper_hop, args.repeats)
+        if isinstance(model.network, SincResNet):
+            rows += front_end_rows(model, wave, paper_hop, args.repeats)
 
     rows.append(("training, batch of 16 clips", f"{train_clips_per_second(model, args.repeats):.1f} clips/s"))
     return rows
