@@ -1,18 +1,19 @@
 """Audio in: decode any supported file to 16 kHz mono float32, and cut clips.
 
-Decoding uses soundfile (libsndfile: WAV, FLAC, OGG, MP3, AU, AIFF ...); torchaudio
-does only the resampling. Files are read in blocks and resampled block by block
-with enough context on each side that the result is identical to resampling the
-whole file at once, so a one-hour mix never has to sit in memory at its source rate.
+Decoding uses soundfile (libsndfile: WAV, FLAC, OGG, MP3, AU, AIFF ...), resampling soxr
+(libsoxr at "HQ", librosa's default). Files are read in blocks and resampled by soxr's
+streaming resampler, whose output is identical to resampling the whole file at once, so a
+one-hour mix never has to sit in memory at its source rate.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import os
+import re
 import sys
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,19 +26,73 @@ CLIP_SAMPLES = int(SAMPLE_RATE * CLIP_SECONDS)  # 48,000
 # Predict and validation hear a track in back-to-back clips by default: 10 clips per 30 s,
 # six times cheaper than the paper's 0.5-s hop (`--hop 0.5`).
 DEFAULT_HOP_SECONDS = CLIP_SECONDS
+# The shortest hop accepted: 600 clips per 30 s. A 1e-9-s hop would cut 480,000, a hang rather than an answer.
+MIN_HOP_SECONDS = 0.05
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".au", ".snd", ".aiff", ".aif")
 
 BLOCK_SECONDS = 60.0  # decode this much source audio at a time
-RESAMPLE_CONTEXT = 1024  # source samples kept on each side of a block; > torchaudio's kernel half-width
+
+SILENCE_FRAME = SAMPLE_RATE // 10  # silence is measured over 100-ms frames
+SILENCE_RMS = 1e-3  # a frame quieter than this (-60 dBFS) is silence
+MOSTLY_SILENT = 0.9  # a track with at least this share of silent frames is worth a warning
 
 
 class AudioError(MgcError):
     """A file that cannot be decoded into audio."""
 
 
-def stream(path: str | Path, block_seconds: float = BLOCK_SECONDS) -> Iterator[np.ndarray]:
-    """Yield the file as consecutive 16 kHz mono float32 blocks (memory bounded by the block size)."""
+@dataclass
+class DecodeNotes:
+    """What decoding a file showed that is no error but worth telling: silence, a truncated file.
+
+    `stream` fills it in as it decodes; `warning` reads it once the file is done.
+    """
+
+    frames: int = 0  # SILENCE_FRAME-long frames decoded (the last may be shorter)
+    silent_frames: int = 0
+    seconds: float = 0.0  # decoded
+    promised_seconds: float = 0.0  # what the header promised, when it promised more than the file holds
+
+    def listen(self, block: np.ndarray) -> None:
+        """Count a decoded 16 kHz block's frames and its silent ones."""
+        whole = len(block) // SILENCE_FRAME * SILENCE_FRAME
+        power = np.square(block[:whole]).reshape(-1, SILENCE_FRAME).mean(axis=1)
+        if whole < len(block):
+            power = np.append(power, np.square(block[whole:]).mean())
+        self.frames += len(power)
+        self.silent_frames += int((power < SILENCE_RMS**2).sum())
+        self.seconds += len(block) / SAMPLE_RATE
+
+    def warning(self, path: str | Path) -> str:
+        """One line naming the file and what is wrong with its audio, or "" when nothing is."""
+        notes = []
+        if self.frames and self.silent_frames == self.frames:
+            notes.append("silent: the genre is a guess")
+        elif self.frames and self.silent_frames >= MOSTLY_SILENT * self.frames:
+            sound = (self.frames - self.silent_frames) * SILENCE_FRAME / SAMPLE_RATE
+            notes.append(f"{self.silent_frames / self.frames:.0%} silence: the genre rests on {sound:.1f} s of sound")
+        if self.promised_seconds:
+            notes.append(f"truncated: its header promises {self.promised_seconds:.1f} s, the file holds {self.seconds:.1f} s")
+        return f"{path}: {'; '.join(notes)}" if notes else ""
+
+
+def stream(
+    path: str | Path, block_seconds: float = BLOCK_SECONDS, notes: DecodeNotes | None = None
+) -> Iterator[np.ndarray]:
+    """Yield the file as consecutive 16 kHz mono float32 blocks (memory bounded by the block size).
+
+    `notes`, when given, is filled in with what the caller should warn about (see DecodeNotes).
+    """
+    notes = notes or DecodeNotes()
+    for block in _decode(path, block_seconds, notes):
+        notes.listen(block)
+        yield block
+
+
+def _decode(path: str | Path, block_seconds: float, notes: DecodeNotes) -> Iterator[np.ndarray]:
+    """`stream`'s blocks, before they are listened to."""
     import soundfile
+    import soxr
 
     path = Path(path)
     if not path.exists():
@@ -50,47 +105,42 @@ def stream(path: str | Path, block_seconds: float = BLOCK_SECONDS) -> Iterator[n
     except Exception as error:
         raise AudioError(f"{path}: {_decode_reason(path, error)}") from None
     with sound:
+        notes.promised_seconds = _promised_seconds(sound)
         source_rate = sound.samplerate
-        if source_rate == SAMPLE_RATE:
-            yielded = False
-            for block in _read_blocks(sound, path, int(block_seconds * source_rate)):
-                yielded = True
-                yield block
-            if not yielded:
-                raise AudioError(f"{path}: contains no audio")
-            return
-        # Block boundaries must fall on whole periods of the rational resampling
-        # ratio, so that each block's output samples line up with the whole-file ones.
-        gcd = math.gcd(source_rate, SAMPLE_RATE)
-        period_in, period_out = source_rate // gcd, SAMPLE_RATE // gcd
-        context_periods = math.ceil(RESAMPLE_CONTEXT / period_in)
-        context_in, context_out = context_periods * period_in, context_periods * period_out
-        block_in = max(1, round(block_seconds * source_rate / period_in)) * period_in
-
-        history = np.zeros(0, np.float32)  # the source samples just before the current block
-        pending = np.zeros(0, np.float32)  # the current block, waiting for its right context
-        total_in = 0
-        for block in _read_blocks(sound, path, block_in):
-            total_in += len(block)
-            pending = np.concatenate([pending, block])
-            # Emit every whole block whose right context has arrived.
-            while len(pending) >= block_in + context_in:
-                current, pending = pending[:block_in], pending[block_in:]
-                yield _resample_middle(history, current, pending[:context_in], source_rate, context_out)
-                history = current[-context_in:]
-        if total_in == 0:
+        # soxr's streaming resampler gives exactly what resampling the whole file at once gives,
+        # block by block. "HQ" is librosa's default, so musicnn hears what its own code feeds it.
+        resampler = None if source_rate == SAMPLE_RATE else soxr.ResampleStream(source_rate, SAMPLE_RATE, 1, "float32", "HQ")
+        decoded = False
+        for block in _read_blocks(sound, path, int(block_seconds * source_rate)):
+            decoded = decoded or len(block) > 0
+            yield block if resampler is None else resampler.resample_chunk(block)
+        if not decoded:
             raise AudioError(f"{path}: contains no audio")
-        if len(pending):
-            tail = _resample_middle(history, pending, np.zeros(0, np.float32), source_rate, context_out)
-            # The whole-file resampler yields ceil(n * out / in) samples in total.
-            emitted_in = total_in - len(pending)
-            expected = math.ceil(total_in * SAMPLE_RATE / source_rate) - emitted_in // period_in * period_out
-            yield tail[:expected]
+        if resampler is not None:
+            yield resampler.resample_chunk(np.zeros(0, np.float32), last=True)
 
 
 def load(path: str | Path) -> np.ndarray:
     """Decode a whole file to a 1-D float32 array at 16 kHz mono."""
     return np.concatenate(list(stream(path)))
+
+
+# libsndfile logs a WAV "data" or AIFF "SSND" chunk longer than the file as "data : 128000 (should be 42637)".
+_SHORT_CHUNK = re.compile(r"^\s*(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+
+
+def _promised_seconds(sound) -> float:
+    """The duration a truncated file's header promises (libsndfile decodes what is there, silently); else 0.
+
+    A WAV written by a stream that never learnt its length says 0xFFFFFFFF: that is no promise.
+    """
+    match = _SHORT_CHUNK.search(sound.extra_info)
+    if not match:
+        return 0.0
+    promised, held = int(match[1]), int(match[2])
+    if promised == 0xFFFFFFFF or not 0 < held < promised:
+        return 0.0
+    return sound.frames * promised / held / sound.samplerate
 
 
 def _read_blocks(sound, path: Path, block_frames: int) -> Iterator[np.ndarray]:
@@ -103,20 +153,6 @@ def _read_blocks(sound, path: Path, block_frames: int) -> Iterator[np.ndarray]:
         raise
     except Exception as error:
         raise AudioError(f"{path}: decoding failed part-way ({_first_line(error)})") from None
-
-
-def _resample_middle(
-    before: np.ndarray, middle: np.ndarray, after: np.ndarray, source_rate: int, context_out: int
-) -> np.ndarray:
-    """Resample `middle` to 16 kHz, using its neighbours only as filter context."""
-    import torch
-    import torchaudio.functional
-
-    joined = torch.from_numpy(np.concatenate([before, middle, after]))
-    out = torchaudio.functional.resample(joined, source_rate, SAMPLE_RATE).numpy()
-    start = context_out if len(before) else 0
-    length = math.ceil(len(middle) * SAMPLE_RATE / source_rate)
-    return out[start : start + length]
 
 
 @contextlib.contextmanager

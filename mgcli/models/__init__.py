@@ -17,6 +17,7 @@ from mgcli import MgcError
 from mgcli.models.broadcast import BBNN, BBNNConfig, Broadcast, BroadcastConfig
 from mgcli.models.mel import MelLinear, MelLinearConfig, ResNetMel, ResNetMelConfig
 from mgcli.models.multi_input import MultiInput, MultiInputConfig
+from mgcli.models.musicnn import Musicnn, MusicnnConfig, MusicnnProbeConfig, MusicnnVGG, MusicnnVGGConfig
 from mgcli.models.samplecnn import SampleCNN, SampleCNNConfig, SampleCNNMulti, SampleCNNMultiConfig
 from mgcli.models.sincnet import SincNet, SincNetConfig
 from mgcli.models.sincresnet import SincResNet, SincResNetConfig, SincResNetSingleConfig
@@ -32,6 +33,9 @@ MODELS: dict[str, tuple[type, type[nn.Module]]] = {
     "broadcast": (BroadcastConfig, Broadcast),
     "multi-input": (MultiInputConfig, MultiInput),
     "mel-linear": (MelLinearConfig, MelLinear),
+    "musicnn": (MusicnnConfig, Musicnn),
+    "musicnn-probe": (MusicnnProbeConfig, Musicnn),
+    "musicnn-vgg": (MusicnnVGGConfig, MusicnnVGG),
 }
 
 
