@@ -98,11 +98,11 @@ def load_checkpoint(path: str | Path) -> dict:
         raise MgcError(f"{path}: no such checkpoint")
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive
         raise MgcError(f"{path}: not a checkpoint (not a file written by torch.save)")
+    _check_crcs(path)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise MgcError(f"{path}: not a readable checkpoint ({reason[:200]})") from None
+        raise MgcError(f"{path}: not a readable checkpoint ({_first_line(error)})") from None
     required = {"format", "model", "config", "labels", "audio", "state_dict"}
     if not isinstance(checkpoint, dict) or not required <= set(checkpoint) or checkpoint["format"] != FORMAT:
         raise MgcError(f"{path}: not an mgcli checkpoint")
@@ -111,16 +111,38 @@ def load_checkpoint(path: str | Path) -> dict:
     return checkpoint
 
 
+def _check_crcs(path: Path) -> None:
+    """Refuse a damaged file: torch.load does not check the CRC its zip archive keeps of every member,
+    so flipped bytes in the weights would load, and answer, without a word."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except Exception as error:  # a damaged member header
+        raise MgcError(f"{path}: damaged checkpoint ({_first_line(error)}); copy or train it again") from None
+    if damaged:
+        raise MgcError(f"{path}: damaged checkpoint ({damaged} fails its CRC check); copy or train it again")
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
+
+
 def model_from_checkpoint(checkpoint: dict, device: torch.device, source: str = "checkpoint") -> GenreModel:
     """Rebuild the network a checkpoint describes and load its weights."""
     network = build(checkpoint["model"], **checkpoint["config"])
+    labels = list(checkpoint["labels"])
+    if len(labels) != network.config.n_classes:  # every prediction would name the wrong genre, or crash
+        raise MgcError(f"{source}: {len(labels)} labels for a model with {network.config.n_classes} outputs")
+    if len(set(labels)) != len(labels):
+        raise MgcError(f"{source}: its labels repeat ({', '.join(sorted({l for l in labels if labels.count(l) > 1}))})")
     try:
         network.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as error:
         first = str(error).strip().splitlines()[0]
         raise MgcError(f"{source}: its weights do not fit model {checkpoint['model']!r} ({first})") from None
     place(network, device).eval()
-    return GenreModel(checkpoint["model"], network, list(checkpoint["labels"]), device)
+    return GenreModel(checkpoint["model"], network, labels, device)
 
 
 def place(network: nn.Module, device: torch.device) -> nn.Module:

@@ -9,8 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from . import MgcError, __version__
 from .audio import DEFAULT_HOP_SECONDS
@@ -22,8 +22,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+# markup=False: what these print (file names, labels, messages) is text; "Björk [live].ogg" is no Rich markup.
+out = Console(soft_wrap=True, markup=False)
+err = Console(stderr=True, soft_wrap=True, markup=False)
 
 Device = Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")]
 Hop = Annotated[float, typer.Option(help="Seconds between clip starts (paper: 0.5; default: back-to-back 3-s clips).")]
@@ -50,11 +51,16 @@ def main() -> None:
     try:
         app()
     except MgcError as error:
-        err.print(f"[red]error:[/red] {escape(str(error))}", highlight=False, soft_wrap=True)  # "[plot]" is not markup
+        err.print(_tagged("error:", "red", str(error)))
         sys.exit(2)
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
+
+
+def _tagged(tag: str, style: str, message: str) -> Text:
+    """`tag` in colour, then `message` as plain text."""
+    return Text.assemble((tag, style), " ", message)
 
 
 def _version(value: bool) -> None:
@@ -110,7 +116,7 @@ def predict(
 
     from .audio import SAMPLE_RATE
     from .checkpoint import load_model
-    from .data import find_audio, parse_shard, shard_files
+    from .data import check_output_file, find_audio, parse_shard, shard_files
     from .plot import draw_timeline, require_matplotlib
     from .predict import (
         AGGREGATIONS, CsvWriter, TimelineCsvWriter, classify_files, hop_samples, result_dict, timeline as segments_of,
@@ -121,6 +127,11 @@ def predict(
         raise MgcError(f"unknown aggregation {aggregate!r} (use {', '.join(AGGREGATIONS)})")
     if timeline_csv and skip_existing:
         raise MgcError("--timeline-csv cannot resume; leave out --skip-existing or write the timeline in a run of its own")
+    # Refuse a bad hop or an output that cannot be written now, not after hours of tagging.
+    hop_samples(hop)
+    for output in (csv, json_out, timeline_csv, timeline_png):
+        if output:
+            check_output_file(output)
     shard_index, shard_count = parse_shard(shard) if shard else (0, 1)
     files = find_audio(paths)
     if not files:
@@ -137,12 +148,12 @@ def predict(
     def clip_segments(result) -> list[dict]:
         return segments_of(result.clip_logits, model.labels, hop_samples(hop) / SAMPLE_RATE, model.clip_samples / SAMPLE_RATE)
 
-    todo = [f for f in files if writer is None or str(f) not in writer.done]
+    todo = [f for f in files if writer is None or not writer.is_done(f)]
     if writer and len(todo) < len(files):
         err.print(f"skipping {len(files) - len(todo)} files already in {csv}")
 
     results = []
-    failed = 0
+    failed = warned = 0
     single = len(files) == 1 and not csv
     with Progress(
         TextColumn("tagging"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
@@ -157,10 +168,13 @@ def predict(
                 timeline_writer.write(result.path, clip_segments(result))
             if result.error:
                 failed += 1
-                progress.console.print(f"[red]failed:[/red] {escape(result.error)}", highlight=False)
+                progress.console.print(_tagged("failed:", "red", result.error), highlight=False)
             elif not csv and not single:
                 genre, p = best_of(result.probabilities, model.labels, 1)[0]
                 out.print(f"{result.path}\t{genre}\t{p:.3f}", highlight=False)
+            if result.warning:
+                warned += 1
+                progress.console.print(_tagged("warning:", "yellow", result.warning), highlight=False)
             progress.advance(task)
     for finished in (writer, timeline_writer):
         if finished:
@@ -186,7 +200,8 @@ def predict(
             out.print(clips)
     elif not single:
         target = f" → {csv}" if csv else ""
-        err.print(f"tagged {len(results) - failed} files, {failed} failed{target}")
+        warnings = f", {warned} with a warning" if warned else ""
+        err.print(f"tagged {len(results) - failed} files, {failed} failed{warnings}{target}")
     if timeline_png and not results[0].error:
         draw_timeline(timeline_png, clip_segments(results[0]), model.labels, Path(results[0].path).name)
         err.print(f"written: {timeline_png}")
@@ -205,14 +220,15 @@ def preprocess(
     """Decode a dataset once into a compact 16 kHz cache that train and evaluate read."""
     from rich.progress import Progress
 
-    from .data import find_tracks, preprocess as build_cache
+    from .data import check_output_folder, find_tracks, preprocess as build_cache
 
+    check_output_folder(out_dir)
     tracks = find_tracks(data)
     with Progress(console=err, transient=True) as progress:
         task = progress.add_task("decoding", total=len(tracks))
         report = build_cache(tracks, out_dir, on_track=lambda _: progress.advance(task))
     for path, error in report.failed:
-        err.print(f"[yellow]skipped:[/yellow] {escape(error)}", highlight=False)
+        err.print(_tagged("skipped:", "yellow", error), highlight=False)
     out.print(
         f"{out_dir}: {report.cached} tracks decoded, {report.reused} reused, {len(report.failed)} skipped"
     )
@@ -220,17 +236,29 @@ def preprocess(
 
 def _load_tracks(data: Path, cache: Path | None, default_cache: Path) -> list:
     """Tracks of a dataset, decoded into a cache first unless `data` already is one."""
-    from .data import find_tracks, preprocess as build_cache, read_cache
+    from .data import check_output_folder, find_tracks, preprocess as build_cache, read_cache
 
     tracks = find_tracks(data)
     if tracks and tracks[0].cache_file:
         return tracks
     cache = cache or default_cache
+    check_output_folder(cache)
     err.print(f"decoding {len(tracks)} tracks into {cache} (reused next time)")
     report = build_cache(tracks, cache)
     for _, error in report.failed:
-        err.print(f"[yellow]skipped:[/yellow] {escape(error)}", highlight=False)
+        err.print(_tagged("skipped:", "yellow", error), highlight=False)
     return read_cache(cache)
+
+
+def _warn_absent(tracks: list, split_file: Path, splits: tuple[str, ...], data: Path) -> None:
+    """Name the tracks a split file gives to `splits` that the dataset lacks: else they go unscored without a word."""
+    from .data import absent_from_split_file
+
+    absent = absent_from_split_file(tracks, split_file, splits)
+    if absent:
+        shown = ", ".join(absent[:5]) + (f" and {len(absent) - 5} more" if len(absent) > 5 else "")
+        message = f"{split_file} names {len(absent)} {'/'.join(splits)} track(s) missing from {data}: {shown}"
+        err.print(_tagged("warning:", "yellow", message), highlight=False)
 
 
 def _train_config(**values) -> "TrainConfig":
@@ -278,7 +306,7 @@ def train(
     import torch
 
     from .checkpoint import pick_device
-    from .data import describe_counts, labels_of, split_tracks
+    from .data import check_output_folder, describe_counts, labels_of, read_split_file, split_tracks
     from .distributed import from_main, process_group, rank
     from .models import build
     from .train import fit
@@ -291,6 +319,9 @@ def train(
         warmup_epochs=warmup_epochs, balance=balance, schedule=schedule, label_smoothing=label_smoothing,
         mix_prob=mix, masks=masks, eval_hop_seconds=eval_hop, seed=seed, workers=workers,
     )
+    if split_file:  # refused now if missing or malformed, not after decoding the data
+        read_split_file(split_file)
+    check_output_folder(out_dir)
     with process_group(pick_device(device)):  # under torchrun the ranks train as one run; alone, nothing changes
         # Under torchrun rank 0 alone decodes into the cache, and the others take its tracks.
         tracks = from_main(lambda: _load_tracks(data, cache, out_dir / "cache"))
@@ -300,6 +331,8 @@ def train(
         labels = labels_of(split["train"] + split["valid"])
         if not split["train"]:
             raise MgcError("the split leaves no training tracks")
+        if rank() == 0 and split_file:
+            _warn_absent(tracks, split_file, ("train", "valid"), data)
         if rank() == 0:
             err.print(f"train: {len(split['train'])} tracks ({describe_counts(split['train'], labels)})")
             err.print(f"valid: {len(split['valid'])} tracks ({describe_counts(split['valid'], labels)})")
@@ -333,7 +366,7 @@ def crossval(
     device: Device = "auto",
 ) -> None:
     """K-fold cross-validation as the paper ran it: train and test on every fold, mean ± std."""
-    from .data import labels_of
+    from .data import check_output_folder, labels_of
     from .distributed import launched
     from .models import make_config
     from .train import cross_validate
@@ -347,6 +380,7 @@ def crossval(
         epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, warmup_epochs=warmup_epochs,
         balance=balance, schedule=schedule, label_smoothing=label_smoothing, mix_prob=mix, masks=masks, seed=seed,
     )
+    check_output_folder(out_dir)
     tracks = _load_tracks(data, cache, out_dir / "cache")
     report = cross_validate(model, tracks, labels_of(tracks), out_dir, config, folds, overrides, device)
     table = Table(title=report["protocol"])
@@ -357,7 +391,7 @@ def crossval(
     s = report["summary"]
     table.add_row("mean ± std", "", *(f"{s[m]['mean']:.3f} ± {s[m]['std']:.3f}" for m in ("track_accuracy", "clip_accuracy", "macro_recall")))
     out.print(table)
-    out.print(f"[yellow]note:[/yellow] {report['warning']}")
+    out.print(_tagged("note:", "yellow", report["warning"]))
     out.print(f"written: {out_dir / 'crossval.json'}")
 
 
@@ -377,15 +411,20 @@ def evaluate(
 ) -> None:
     """Score a checkpoint: clip and track accuracy, per-class figures, confusion matrix."""
     from .checkpoint import load_model
-    from .data import SPLITS, find_tracks, split_tracks, write_text_atomic
+    from .data import SPLITS, check_output_file, find_tracks, read_split_file, split_tracks, write_text_atomic
     from .evaluate import evaluate_tracks
-    from .predict import AGGREGATIONS
+    from .predict import AGGREGATIONS, hop_samples
 
     if aggregate not in AGGREGATIONS:
         raise MgcError(f"unknown aggregation {aggregate!r} (use {', '.join(AGGREGATIONS)})")
     split = split or ("test" if split_file else "all")
     if split not in (*SPLITS, "all"):
         raise MgcError(f"unknown split {split!r} (use {', '.join(SPLITS)} or all)")
+    hop_samples(hop)  # these refuse bad input now, before the model is loaded or any track decoded
+    if split_file:
+        read_split_file(split_file)
+    if json_out:
+        check_output_file(json_out)
     model = load_model(weights, device)
     tracks = find_tracks(data)
     if split != "all":
@@ -393,10 +432,12 @@ def evaluate(
         present = [s for s in SPLITS if parts[s]]
         if not parts[split]:
             raise MgcError(f"no tracks in split {split!r}; splits present: {', '.join(present) or 'none'}")
+        if split_file:
+            _warn_absent(tracks, split_file, (split,), data)
         tracks = parts[split]
     report = evaluate_tracks(model, tracks, hop, aggregate)
     for path, error in report["failed"]:
-        err.print(f"[yellow]skipped:[/yellow] {escape(error)}", highlight=False)
+        err.print(_tagged("skipped:", "yellow", error), highlight=False)
     _print_report(report, model.labels, f"{weights} on {data} ({split})")
     if json_out:
         document = {"weights": str(weights), "data": str(data), "split": split, "labels": model.labels, **report}
@@ -460,8 +501,10 @@ def export_checkpoint(
 ) -> None:
     """Write a model as one ONNX or TorchScript file that runs without mgcli: waveform clips in, logits out."""
     from .checkpoint import load_model
+    from .data import check_output_file
     from .export import export_model
 
+    check_output_file(out_file)
     model = load_model(None if weights in (None, "default") else weights, "cpu")
     path = export_model(model, fmt, out_file)
     out.print(
@@ -485,10 +528,12 @@ def explain(
 ) -> None:
     """Show where a model hears a genre: Grad-CAM and integrated gradients over the whole track (needs mgcli\\[plot])."""
     from .checkpoint import load_model
+    from .data import check_output_file
     from .explain import explain_file
     from .plot import draw_explanation, require_matplotlib
 
     require_matplotlib()
+    check_output_file(out_png)
     model = load_model(weights, device)
     explanation = explain_file(model, file, label, steps)
     draw_explanation(out_png, explanation)
@@ -508,12 +553,14 @@ def inspect_checkpoint(
 ) -> None:
     """Draw a checkpoint's learned sinc filters and, with --audio, how it sees a clip (needs mgcli\\[plot])."""
     from .checkpoint import load_model
+    from .data import check_output_folder
     from .explain import clip_spectrograms, sinc_filters
     from .plot import draw_sinc_cutoffs, draw_sinc_responses, draw_spectrograms, require_matplotlib
 
     if start is not None and audio is None:
         raise MgcError("--start places the --audio clip: give --audio FILE too")
     require_matplotlib()
+    check_output_folder(out_dir)
     model = load_model(weights, "cpu")
     banks = sinc_filters(model.network)
     if not banks and audio is None:

@@ -12,6 +12,7 @@ import csv
 import hashlib
 import json
 import os
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -36,15 +37,27 @@ class Track:
 
 
 def find_audio(paths: Iterable[str | Path]) -> list[Path]:
-    """Audio files named, or found recursively in the folders named (symlinks followed), sorted."""
-    found: list[Path] = []
+    """Audio files named, or found recursively in the folders named, sorted.
+
+    Symlinks are followed, but each real folder is entered once, so a link loop (`a/loop -> ..`)
+    ends, and each real file is kept once, under the first path found for it.
+    """
+    found: dict[str, Path] = {}  # real path -> the path found
+    entered: set[str] = set()  # real folders
     for path in map(Path, paths):
-        if path.is_dir():
-            for root, _, files in os.walk(path, followlinks=True):
-                found.extend(Path(root) / f for f in files if f.lower().endswith(AUDIO_SUFFIXES))
-        else:
-            found.append(path)  # named explicitly: a bad one is reported, not silently skipped
-    return sorted(dict.fromkeys(found))
+        if not path.is_dir():
+            found.setdefault(os.path.realpath(path), path)  # named explicitly: a bad one is reported, not skipped
+            continue
+        for root, folders, files in os.walk(path, followlinks=True):
+            if os.path.realpath(root) in entered:
+                folders.clear()
+                continue
+            entered.add(os.path.realpath(root))
+            folders.sort()  # the first path found for a file must not depend on the file system's order
+            for name in sorted(files):
+                if name.lower().endswith(AUDIO_SUFFIXES):
+                    found.setdefault(os.path.realpath(Path(root) / name), Path(root) / name)
+    return sorted(found.values())
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -114,18 +127,25 @@ def labels_of(tracks: Iterable[Track]) -> list[str]:
 # ---------------------------------------------------------------- splits
 
 
+def read_split_file(split_file: str | Path) -> dict[str, str]:
+    """A split file's rows: path -> split."""
+    if not Path(split_file).is_file():
+        raise MgcError(f"{split_file}: no such split file")
+    with open(split_file, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or not {"path", "split"} <= set(rows[0]):
+        raise MgcError(f"{split_file}: a split file needs columns path,split")
+    return {row["path"]: row["split"].strip() for row in rows}
+
+
 def apply_split_file(tracks: list[Track], split_file: str | Path) -> list[Track]:
     """Assign each track the split its split file gives (matched by path, else by file stem).
 
     Tracks the file does not name are dropped: a split file defines the experiment.
     """
-    with open(split_file, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows or not {"path", "split"} <= set(rows[0]):
-        raise MgcError(f"{split_file}: a split file needs columns path,split")
-    by_key = {row["path"]: row["split"].strip() for row in rows}
+    by_key = read_split_file(split_file)
     # Fallback on the file stem, so a split file written for .wav also fits an .ogg copy.
-    by_stem = {Path(row["path"]).stem: row["split"].strip() for row in rows}
+    by_stem = {Path(key).stem: split for key, split in by_key.items()}
     assigned = []
     for track in tracks:
         split = by_key.get(track.key) or by_stem.get(Path(track.key).stem)
@@ -134,6 +154,17 @@ def apply_split_file(tracks: list[Track], split_file: str | Path) -> list[Track]
     if not assigned:
         raise MgcError(f"{split_file}: names none of the dataset's tracks")
     return assigned
+
+
+def absent_from_split_file(tracks: list[Track], split_file: str | Path, splits: Iterable[str]) -> list[str]:
+    """The paths a split file names for `splits` that match none of the tracks (by path, or by file stem)."""
+    keys = {t.key for t in tracks}
+    stems = {Path(t.key).stem for t in tracks}
+    wanted = set(splits)
+    return [
+        path for path, split in read_split_file(split_file).items()
+        if split in wanted and path not in keys and Path(path).stem not in stems
+    ]
 
 
 def stratified_folds(labels: list[str], k: int, seed: int = 0) -> list[int]:
@@ -292,6 +323,30 @@ def _save_atomic_npy(path: Path, array: np.ndarray) -> None:
     with open(tmp, "wb") as f:
         np.save(f, array)
     os.replace(tmp, path)
+
+
+def check_output_folder(folder: str | Path) -> None:
+    """Refuse, in one line, a folder that files cannot be written into (creating it if missing).
+
+    Commands call this before their work, so a bad output path costs nothing, not a whole run.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise MgcError(f"{folder}: is a file, not a folder to write into")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder):  # the only sure test: permissions, read-only mounts, quotas
+            pass
+    except OSError as error:
+        raise MgcError(f"{folder}: cannot write there ({error.strerror or error})") from None
+
+
+def check_output_file(path: str | Path) -> None:
+    """Refuse, in one line, a file that cannot be written: a folder, or in a folder that cannot be written into."""
+    path = Path(path)
+    if path.is_dir():
+        raise MgcError(f"{path}: is a folder; name a file to write")
+    check_output_folder(path.parent)
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:

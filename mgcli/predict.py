@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import math
 import os
 import queue
 import threading
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 
 from . import MgcError
-from .audio import DEFAULT_HOP_SECONDS, SAMPLE_RATE, iter_spans, stream
+from .audio import DEFAULT_HOP_SECONDS, MIN_HOP_SECONDS, SAMPLE_RATE, DecodeNotes, iter_spans, stream
 from .checkpoint import GenreModel
 from .data import write_text_atomic
 
@@ -28,9 +29,10 @@ AGGREGATIONS = ("mean_prob", "vote", "mean_logit")
 
 
 def hop_samples(hop_seconds: float) -> int:
-    if not hop_seconds > 0:
-        raise MgcError(f"--hop must be positive seconds, got {hop_seconds}")
-    return max(1, round(hop_seconds * SAMPLE_RATE))
+    """Seconds between clip starts as 16 kHz samples; a hop that is not finite or under MIN_HOP_SECONDS is refused."""
+    if not (math.isfinite(hop_seconds) and hop_seconds >= MIN_HOP_SECONDS):
+        raise MgcError(f"hop must be a finite number of seconds, at least {MIN_HOP_SECONDS}; got {hop_seconds}")
+    return round(hop_seconds * SAMPLE_RATE)
 
 
 def clip_logits(model: GenreModel, clips: np.ndarray) -> np.ndarray:
@@ -108,6 +110,7 @@ class TrackResult:
     probabilities: np.ndarray | None = None  # None when the file failed
     clip_logits: np.ndarray | None = None  # [n_clips, n_labels] in track order: what `timeline` reads
     error: str = ""
+    warning: str = ""  # tagged, but the user should know (silence, a truncated file): audio.DecodeNotes
 
     @property
     def clips(self) -> int:
@@ -122,8 +125,9 @@ def classify(
     batch_size: int | None = None,
 ) -> TrackResult:
     """Genre probabilities of one audio file; decoding streams, so long files stay in bounded memory."""
-    logits = track_logits(model, stream(path), hop_samples(hop_seconds), batch_size)
-    return TrackResult(str(path), aggregate(logits, method), logits)
+    notes = DecodeNotes()
+    logits = track_logits(model, stream(path, notes=notes), hop_samples(hop_seconds), batch_size)
+    return TrackResult(str(path), aggregate(logits, method), logits, warning=notes.warning(path))
 
 
 def classify_files(
@@ -155,18 +159,20 @@ def classify_files(
     def decode() -> None:
         for index, path in enumerate(paths):
             error = ""
+            notes = DecodeNotes()
             try:
-                for span, n in iter_spans(stream(path), model.clip_samples, hop, batch_size):
+                for span, n in iter_spans(stream(path, notes=notes), model.clip_samples, hop, batch_size):
                     put((index, span, n))
             except MgcError as failure:
                 error = str(failure)
             except Exception as failure:  # reported per file: one bad file must not stop a folder
                 error = f"{path}: {type(failure).__name__}: {failure}"
-            put((index, None, error))
+            put((index, None, (error, notes.warning(path))))
         put((None, None, ""))
 
     rows: dict[int, list[np.ndarray]] = {}  # file index -> its clips' logits so far
     errors: dict[int, str] = {}
+    warnings: dict[int, str] = {}
     ended: set[int] = set()
     pending: list[tuple[int, np.ndarray]] = []  # (file index, clip) waiting for a full batch
 
@@ -199,23 +205,27 @@ def classify_files(
                     run_pending(batch_size)
             elif index is not None:
                 ended.add(index)
-                if detail:
-                    errors[index] = detail
+                error, warnings[index] = detail
+                if error:
+                    errors[index] = error
             else:  # everything is decoded
                 while pending:
                     run_pending(batch_size)
             while next_result in ended and all(owner != next_result for owner, _ in pending):
-                yield _result(paths[next_result], rows.pop(next_result, []), errors.pop(next_result, ""), method)
+                yield _result(
+                    paths[next_result], rows.pop(next_result, []), errors.pop(next_result, ""),
+                    warnings.pop(next_result), method,
+                )
                 next_result += 1
     finally:
         stop.set()
 
 
-def _result(path: str, rows: list[np.ndarray], error: str, method: str) -> TrackResult:
+def _result(path: str, rows: list[np.ndarray], error: str, warning: str, method: str) -> TrackResult:
     if error:
         return TrackResult(path, error=error)
     logits = np.stack(rows)
-    return TrackResult(path, aggregate(logits, method), logits)
+    return TrackResult(path, aggregate(logits, method), logits, warning=warning)
 
 
 def top_k(probabilities: np.ndarray, labels: list[str], k: int) -> list[tuple[str, float]]:
@@ -247,7 +257,7 @@ def timeline(clip_logits: np.ndarray, labels: list[str], hop_seconds: float, cli
 
 
 class CsvWriter:
-    """Rows `path,genre,probability,<one column per label>,error`, flushed as they are written.
+    """Rows `path,genre,probability,<one column per label>,error,warning`, flushed as they are written.
 
     `resume=True` keeps the good rows of an earlier, interrupted run (dropping failed rows
     and a torn last line) so those files are skipped; otherwise an existing file is only
@@ -257,13 +267,13 @@ class CsvWriter:
     def __init__(self, path: str | Path, labels: list[str], resume: bool = False, overwrite: bool = False):
         self.path = Path(path)
         self.labels = labels
-        self.header = ["path", "genre", "probability", *labels, "error"]
-        self.done: set[str] = set()
+        self.header = ["path", "genre", "probability", *labels, "error", "warning"]
+        self.done: set[str] = set()  # the kept rows' files, as real paths: see is_done
         kept: list[list[str]] = []
         if self.path.exists():
             if resume:
                 kept = self._good_rows()
-                self.done = {row[0] for row in kept}
+                self.done = {os.path.realpath(row[0]) for row in kept}
             elif not overwrite:
                 raise MgcError(f"{self.path} exists: pass --skip-existing to resume it or --overwrite to replace it")
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -274,21 +284,27 @@ class CsvWriter:
         self.file = open(self.path, "a", newline="")
         self.writer = csv.writer(self.file)
 
+    def is_done(self, path: str | Path) -> bool:
+        """Whether a kept row tagged this file, however either path is spelt (relative, absolute, via links)."""
+        return os.path.realpath(path) in self.done
+
     def _good_rows(self) -> list[list[str]]:
+        """The finished rows, widened to the current header if the file predates the warning column."""
         with open(self.path, newline="") as f:
             rows = list(csv.reader(f))
-        if not rows or rows[0] != self.header:
+        if not rows or rows[0] not in (self.header, self.header[:-1]):
             raise MgcError(f"{self.path}: written for other labels or by another tool; cannot resume it")
-        width = len(self.header)
-        return [row for row in rows[1:] if len(row) == width and not row[-1] and row[2]]
+        width, error = len(rows[0]), self.header.index("error")
+        good = [row for row in rows[1:] if len(row) == width and not row[error] and row[2]]
+        return [row + [""] * (len(self.header) - width) for row in good]
 
     def write(self, result: TrackResult) -> None:
         if result.probabilities is None:
-            row = [result.path, "", "", *[""] * len(self.labels), result.error]
+            row = [result.path, "", "", *[""] * len(self.labels), result.error, ""]
         else:
             best = int(np.argmax(result.probabilities))
             probs = [f"{p:.4f}" for p in result.probabilities]
-            row = [result.path, self.labels[best], probs[best], *probs, ""]
+            row = [result.path, self.labels[best], probs[best], *probs, "", result.warning]
         self.writer.writerow(row)
         self.file.flush()
 
@@ -337,6 +353,8 @@ def result_dict(result: TrackResult, labels: list[str], k: int, segments: list[d
         "probabilities": {label: round(float(p), 4) for label, p in zip(labels, result.probabilities)},
         "clips": result.clips,
     }
+    if result.warning:
+        record["warning"] = result.warning
     if segments is not None:
         record["timeline"] = segments
     return record

@@ -31,6 +31,9 @@ from .checkpoint import (
 from .data import Augment, TrainClips, Track, class_counts, split_tracks, write_text_atomic
 from .evaluate import RANDOM_FOLDS_WARNING, evaluate_tracks
 from .models import build, make_config
+from .predict import hop_samples
+
+MIN_TRACKS_PER_CLASS = 5  # fewer training tracks than this, and a class's recall is luck: worth a warning
 
 
 @dataclass
@@ -64,6 +67,7 @@ class TrainConfig:
                               ("schedule", ("step", "cosine"))):
             if getattr(self, name) not in choices:
                 raise MgcError(f"unknown {name} {getattr(self, name)!r} (use {', '.join(choices)})")
+        hop_samples(self.eval_hop_seconds)  # a hop that would hang validation is refused before training
 
 
 def learning_rate(config: TrainConfig, epoch: int) -> float:
@@ -73,6 +77,21 @@ def learning_rate(config: TrainConfig, epoch: int) -> float:
         return config.lr * 0.5 ** ((epoch - config.warmup_epochs) // config.halve_every)
     progress = (epoch - config.warmup_epochs) / max(1, config.epochs - config.warmup_epochs)
     return config.lr * 0.5 * (1.0 + math.cos(math.pi * progress))  # cosine
+
+
+def class_warning(tracks: list[Track], labels: list[str]) -> str:
+    """Refuse training tracks of fewer than 2 classes; a warning naming the thin classes, or "".
+
+    With one class the loss is 0 from the start and the model calls everything that class.
+    """
+    counts = dict(zip(labels, class_counts(tracks, labels)))
+    present = [label for label, n in counts.items() if n]
+    if len(present) < 2:
+        raise MgcError(f"training needs at least 2 classes; the training tracks hold {len(present)} ({', '.join(present) or 'none'})")
+    thin = [f"{label} {n}" for label, n in counts.items() if n < MIN_TRACKS_PER_CLASS]
+    if not thin:
+        return ""
+    return f"classes with fewer than {MIN_TRACKS_PER_CLASS} training tracks, whose recall will be unreliable: {', '.join(thin)}"
 
 
 def _optimizer(config: TrainConfig, network: nn.Module) -> torch.optim.Optimizer:
@@ -175,8 +194,12 @@ def fit(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     rank, world = distributed.rank(), distributed.world_size()
-    console = Console(stderr=True, quiet=not verbose or rank != 0, soft_wrap=True)
+    # markup=False: paths and "[best]" are text, not Rich markup.
+    console = Console(stderr=True, quiet=not verbose or rank != 0, soft_wrap=True, markup=False)
     out = Path(out_dir)
+    warning = class_warning(train_tracks, labels)
+    if warning:
+        console.print(f"warning: {warning}")
     torch_device = distributed.local_device(pick_device(device))
     if config.batch_size % world:
         raise MgcError(f"--batch-size {config.batch_size} does not split evenly over {world} processes")
