@@ -111,12 +111,15 @@ def _read_manifest(manifest: Path) -> list[Track]:
     if not rows or not {"path", "label"} <= set(rows[0]):
         raise MgcError(f"{manifest}: a manifest needs a header with columns path,label[,split]")
     tracks = []
-    for row in rows:
+    for line, row in enumerate(rows, start=2):
         split = (row.get("split") or "").strip()
         if split and split not in SPLITS:
             raise MgcError(f"{manifest}: unknown split {split!r} (use {', '.join(SPLITS)})")
+        label = (row["label"] or "").strip()  # csv gives None for a short row
+        if not label:
+            raise MgcError(f"{manifest}: line {line} has no label")
         path = manifest.parent / row["path"]
-        tracks.append(Track(row["path"], str(path), row["label"].strip(), split))
+        tracks.append(Track(row["path"], str(path), label, split))
     return tracks
 
 
@@ -135,7 +138,7 @@ def read_split_file(split_file: str | Path) -> dict[str, str]:
         rows = list(csv.DictReader(f))
     if not rows or not {"path", "split"} <= set(rows[0]):
         raise MgcError(f"{split_file}: a split file needs columns path,split")
-    return {row["path"]: row["split"].strip() for row in rows}
+    return {row["path"]: (row["split"] or "").strip() for row in rows}  # csv gives None for a short row
 
 
 def apply_split_file(tracks: list[Track], split_file: str | Path) -> list[Track]:

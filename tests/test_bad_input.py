@@ -353,3 +353,13 @@ def test_silent_and_truncated_audio_is_tagged_with_a_warning(capsys, weights, tm
     code, out, err = mgc(capsys, "predict", music / "silent.wav", "--weights", weights)
     assert code == 0 and "probability" in out  # the table, as always
     assert err.strip() == f"warning: {music / 'silent.wav'}: silent: the genre is a guess"
+
+
+def test_short_rows_in_a_manifest_or_split_file_give_one_line(capsys, weights, tone_dataset, tmp_path):
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text(f"path,label\n{tone_dataset / 'low' / 'low.00000.wav'},low\n{tone_dataset / 'low' / 'low.00001.wav'}\n")
+    refused(mgc(capsys, "evaluate", "--data", manifest, "--weights", weights), f"{manifest}: line 3 has no label")
+    split_file = tmp_path / "splits.csv"
+    split_file.write_text("path,split\nlow/low.00000.wav,test\nlow/low.00001.wav\n")  # a row without a split: not in any
+    code, _, err = mgc(capsys, "evaluate", "--data", tone_dataset, "--weights", weights, "--split-file", split_file, "--hop", "0.5")
+    assert code == 0 and "Traceback" not in err, err
