@@ -14,8 +14,8 @@ import json
 import os
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -218,6 +218,97 @@ def class_counts(tracks: Iterable[Track], labels: list[str]) -> list[int]:
     return [counts.get(label, 0) for label in labels]
 
 
+# ---------------------------------------------------------------- several datasets
+
+
+@dataclass
+class Dataset:
+    """One dataset a command is given (`--data`), with its own split file."""
+
+    source: Path  # the folder, manifest or cache named
+    tracks: list[Track]  # all of them, splits not yet applied
+    split_file: Path | None = None  # this dataset's splits; None: the command's other rule (folds, fraction, manifest)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, error) that could not be decoded into the cache
+
+
+def pair_split_files(sources: Sequence[Path], split_files: Sequence[Path]) -> list[Path | None]:
+    """Each dataset's split file, paired by order: one per dataset, or none at all.
+
+    Each is read now, so a missing or malformed one is refused before any audio is decoded.
+    """
+    if split_files and len(split_files) != len(sources):
+        raise MgcError(
+            f"{len(sources)} datasets and {len(split_files)} split files: give one --split-file per --data, in order, or none"
+        )
+    for split_file in split_files:
+        read_split_file(split_file)
+    return list(split_files) or [None] * len(sources)
+
+
+def cache_folders(sources: Sequence[Path], cache: Path | None, out_dir: Path) -> list[Path]:
+    """Where each dataset is decoded: CACHE (default OUT/cache) for one dataset; CACHE-1, CACHE-2, ... for several."""
+    cache = cache or out_dir / "cache"
+    if len(sources) == 1:
+        return [cache]
+    return [Path(f"{cache}-{n}") for n in range(1, len(sources) + 1)]
+
+
+def load_datasets(
+    sources: Sequence[Path],
+    split_files: Sequence[Path] = (),
+    caches: Sequence[Path] | None = None,
+    notify: Callable[[str], None] | None = None,
+) -> list[Dataset]:
+    """The datasets a command names, each with its split file (paired by `pair_split_files`).
+
+    With `caches` (one folder per dataset, see `cache_folders`), a dataset that is not a cache
+    already is decoded into its own first, and reused next time; `notify` hears where. The
+    source audio stays where it is. Track keys (paths within a dataset) must differ across
+    datasets, since split files and runs name tracks by them: two datasets sharing one are refused.
+    """
+    pairs = pair_split_files(sources, split_files)
+    found = [find_tracks(source) for source in sources]  # every source checked before any decoding
+    owner: dict[str, int] = {}  # track key -> the dataset that holds it
+    for n, tracks in enumerate(found):
+        for track in tracks:
+            first = owner.setdefault(track.key, n)
+            if first != n:
+                raise MgcError(f"{sources[first]} and {sources[n]} both hold {track.key}: track paths must differ across datasets")
+    datasets = []
+    for n, (source, split_file, tracks) in enumerate(zip(sources, pairs, found)):
+        skipped = []
+        if caches and tracks and not tracks[0].cache_file:
+            check_output_folder(caches[n])
+            if notify:
+                notify(f"decoding {len(tracks)} tracks of {source} into {caches[n]} (reused next time)")
+            skipped = preprocess(tracks, caches[n]).failed
+            tracks = read_cache(caches[n])
+        datasets.append(Dataset(Path(source), tracks, split_file, skipped))
+    return datasets
+
+
+def split_datasets(datasets: list[Dataset], **rule) -> dict[str, list[Track]]:
+    """{"train", "valid", "test"} -> the tracks of every dataset, each dataset split by its own
+    split file, else by `rule` (`split_tracks`' folds, fold, valid_fraction and seed)."""
+    parts = [split_tracks(d.tracks, split_file=d.split_file, **rule) for d in datasets]
+    return {name: [t for part in parts for t in part[name]] for name in SPLITS}
+
+
+def tracks_in_split(dataset: Dataset, split: str) -> list[Track]:
+    """A dataset's tracks in `split` ("all": every one): by its split file, else its manifest's
+    split column. A split with no tracks is refused."""
+    if split == "all":
+        return dataset.tracks
+    if dataset.split_file:
+        parts = split_tracks(dataset.tracks, split_file=dataset.split_file)
+    else:
+        parts = {s: [t for t in dataset.tracks if t.split == s] for s in SPLITS}
+    if not parts[split]:
+        present = ", ".join(s for s in SPLITS if parts[s]) or "none"
+        raise MgcError(f"{dataset.source}: no tracks in split {split!r}; splits present: {present}")
+    return parts[split]
+
+
 # ---------------------------------------------------------------- cache
 
 
@@ -363,6 +454,11 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 # ---------------------------------------------------------------- training clips
 
 
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of an epoch's randomness: a resumed run draws what the uninterrupted one drew."""
+    return seed * 1_000_003 + epoch
+
+
 @dataclass
 class Augment:
     """Training augmentation: the paper's gain and noise, plus what helps on small data.
@@ -452,7 +548,7 @@ class TrainClips:
         import torch
 
         self.epoch = epoch
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        generator = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
         n = len(self.tracks) * self.clips_per_track
         if self.balanced:
             counts = Counter(self.targets)

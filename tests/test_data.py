@@ -10,8 +10,8 @@ import pytest
 
 from mgcli import MgcError
 from mgcli.data import (
-    Augment, TrainClips, find_audio, find_tracks, labels_of, mask_clip, preprocess, read_cache, split_tracks,
-    stratified_folds,
+    Augment, TrainClips, cache_folders, find_audio, find_tracks, labels_of, load_datasets, mask_clip, pair_split_files,
+    preprocess, read_cache, split_datasets, split_tracks, stratified_folds, tracks_in_split,
 )
 
 from conftest import write_tone
@@ -139,3 +139,57 @@ def test_same_genre_mixing_keeps_the_label_and_changes_the_clip(tone_dataset, tm
     for i in range(len(plain)):
         (a, ya), (b, yb) = plain[i], mixed[i]
         assert ya == yb and not a.equal(b)
+
+
+# ---------------------------------------------------------------- several datasets
+
+
+def make_mid_dataset(root, per_class: int = 3):
+    """A dataset to go beside the tone dataset: file names of its own, and a genre ("mid") the other lacks."""
+    for i in range(per_class):
+        write_tone(root / "low" / f"other.low.{i}.wav", 200 + 50 * i, 1.0, seed=i)
+        write_tone(root / "mid" / f"other.mid.{i}.wav", 900 + 100 * i, 1.0, seed=i)
+    return root
+
+
+def test_several_datasets_decode_into_caches_of_their_own(tone_dataset, tmp_path):
+    other = make_mid_dataset(tmp_path / "other")
+    caches = cache_folders([tone_dataset, other], None, tmp_path / "run")
+    assert caches == [tmp_path / "run" / "cache-1", tmp_path / "run" / "cache-2"]
+    assert cache_folders([other], tmp_path / "c", tmp_path / "run") == [tmp_path / "c"]  # one dataset: as before
+
+    messages = []
+    first, second = load_datasets([tone_dataset, other], caches=caches, notify=messages.append)
+    assert len(first.tracks) == 12 and len(second.tracks) == 6 and len(messages) == 2
+    assert all(t.cache_file.startswith(str(caches[1])) for t in second.tracks)
+    assert second.tracks[0].key == "low/other.low.0.wav"  # keys as in the dataset: what split files name
+    split = split_datasets([first, second], valid_fraction=0.34)
+    assert len(split["train"]) + len(split["valid"]) == 18
+    assert labels_of(split["train"]) == ["high", "low", "mid"]  # the union
+
+
+def test_each_dataset_is_split_by_its_own_split_file(tone_dataset, tmp_path):
+    other = make_mid_dataset(tmp_path / "other")
+    tone_split, other_split = tmp_path / "tone.csv", tmp_path / "other.csv"
+    tone_split.write_text("path,split\nlow/low.00000.wav,train\nhigh/high.00000.wav,valid\n")
+    other_split.write_text("path,split\nmid/other.mid.0.wav,train\nlow/other.low.0.wav,valid\nmid/other.mid.1.wav,test\n")
+    datasets = load_datasets([tone_dataset, other], [tone_split, other_split])
+    split = split_datasets(datasets, folds=2, fold=0)  # split files come first, as with one dataset
+    assert [t.key for t in split["train"]] == ["low/low.00000.wav", "mid/other.mid.0.wav"]
+    assert [t.key for t in split["valid"]] == ["high/high.00000.wav", "low/other.low.0.wav"]
+    assert [t.key for t in tracks_in_split(datasets[1], "test")] == ["mid/other.mid.1.wav"]
+    with pytest.raises(MgcError, match="no tracks in split 'test'"):
+        tracks_in_split(datasets[0], "test")
+
+
+def test_split_files_pair_with_datasets_and_keys_must_differ(tone_dataset, tmp_path):
+    split_file = tmp_path / "splits.csv"
+    split_file.write_text("path,split\nlow/low.00000.wav,train\n")
+    assert pair_split_files([tone_dataset], [split_file]) == [split_file]
+    assert pair_split_files([tone_dataset, tmp_path], []) == [None, None]
+    with pytest.raises(MgcError, match="2 datasets and 1 split files"):
+        pair_split_files([tone_dataset, tmp_path], [split_file])
+    with pytest.raises(MgcError, match="no such split file"):
+        pair_split_files([tone_dataset], [tmp_path / "gone.csv"])
+    with pytest.raises(MgcError, match="both hold high/high.00000.wav"):
+        load_datasets([tone_dataset, tone_dataset])
