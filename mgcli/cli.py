@@ -29,7 +29,8 @@ err = Console(stderr=True, soft_wrap=True, markup=False)
 Device = Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")]
 Hop = Annotated[float, typer.Option(help="Seconds between clip starts (paper: 0.5; default: back-to-back 3-s clips).")]
 Aggregate = Annotated[str, typer.Option(help="Clips to track: mean_prob, vote (paper) or mean_logit.")]
-Data = Annotated[Path, typer.Option(help="Dataset folder, CSV manifest or preprocess cache.")]
+Data = Annotated[list[Path], typer.Option(help="Dataset folder, CSV manifest or preprocess cache; repeat for several datasets as one.")]
+SplitFiles = Annotated[list[Path], typer.Option("--split-file", help="CSV with path,split columns (train/valid/test): one per --data, in order, or none.")]
 ModelName = Annotated[str, typer.Option("--model", help="Model name (see `mgc models`).")]
 Sets = Annotated[list[str], typer.Option("--set", help="Model config override key=value (repeatable).")]
 Epochs = Annotated[int, typer.Option(min=1)]
@@ -43,7 +44,7 @@ LabelSmoothing = Annotated[Optional[float], typer.Option(min=0.0, max=0.5, help=
 Mix = Annotated[Optional[float], typer.Option("--mix", min=0.0, max=1.0, help="Share of clips mixed with another track of their genre.")]
 Masks = Annotated[Optional[int], typer.Option(min=0, help="SpecAugment-style time and frequency masks per clip.")]
 Balance = Annotated[Optional[str], typer.Option(help="Class balance: loss, sampler or none.")]
-Cache = Annotated[Optional[Path], typer.Option(help="Where to cache decoded audio (default: OUT/cache).")]
+Cache = Annotated[Optional[Path], typer.Option(help="Where to cache decoded audio (default: OUT/cache; with several --data, CACHE-1, CACHE-2, ...).")]
 
 
 def main() -> None:
@@ -234,31 +235,27 @@ def preprocess(
     )
 
 
-def _load_tracks(data: Path, cache: Path | None, default_cache: Path) -> list:
-    """Tracks of a dataset, decoded into a cache first unless `data` already is one."""
-    from .data import check_output_folder, find_tracks, preprocess as build_cache, read_cache
+def _load_datasets(data: list[Path], split_files: list[Path], caches: list[Path] | None) -> list:
+    """`data.load_datasets`, saying what it decodes and which tracks it skips."""
+    from .data import load_datasets
 
-    tracks = find_tracks(data)
-    if tracks and tracks[0].cache_file:
-        return tracks
-    cache = cache or default_cache
-    check_output_folder(cache)
-    err.print(f"decoding {len(tracks)} tracks into {cache} (reused next time)")
-    report = build_cache(tracks, cache)
-    for _, error in report.failed:
-        err.print(_tagged("skipped:", "yellow", error), highlight=False)
-    return read_cache(cache)
+    datasets = load_datasets(data, split_files, caches, notify=lambda message: err.print(message, highlight=False))
+    for dataset in datasets:
+        for _, error in dataset.skipped:
+            err.print(_tagged("skipped:", "yellow", error), highlight=False)
+    return datasets
 
 
-def _warn_absent(tracks: list, split_file: Path, splits: tuple[str, ...], data: Path) -> None:
-    """Name the tracks a split file gives to `splits` that the dataset lacks: else they go unscored without a word."""
+def _warn_absent(datasets: list, splits: tuple[str, ...]) -> None:
+    """Name the tracks each split file gives to `splits` that its dataset lacks: else they go unscored without a word."""
     from .data import absent_from_split_file
 
-    absent = absent_from_split_file(tracks, split_file, splits)
-    if absent:
-        shown = ", ".join(absent[:5]) + (f" and {len(absent) - 5} more" if len(absent) > 5 else "")
-        message = f"{split_file} names {len(absent)} {'/'.join(splits)} track(s) missing from {data}: {shown}"
-        err.print(_tagged("warning:", "yellow", message), highlight=False)
+    for dataset in datasets:
+        absent = absent_from_split_file(dataset.tracks, dataset.split_file, splits) if dataset.split_file else []
+        if absent:
+            shown = ", ".join(absent[:5]) + (f" and {len(absent) - 5} more" if len(absent) > 5 else "")
+            message = f"{dataset.split_file} names {len(absent)} {'/'.join(splits)} track(s) missing from {dataset.source}: {shown}"
+            err.print(_tagged("warning:", "yellow", message), highlight=False)
 
 
 def _train_config(**values) -> "TrainConfig":
@@ -277,7 +274,7 @@ def train(
     model: ModelName = "ms-sincresnet",
     set_: Sets = [],
     epochs: Epochs = 100,
-    split_file: Annotated[Optional[Path], typer.Option(help="CSV with path,split columns (train/valid/test).")] = None,
+    split_file: SplitFiles = [],
     folds: Annotated[Optional[int], typer.Option(help="Stratified k-fold: number of folds.")] = None,
     fold: Annotated[Optional[int], typer.Option(help="With --folds: the fold held out for validation.")] = None,
     valid_fraction: Annotated[float, typer.Option(help="Without a split: stratified validation share.")] = 0.2,
@@ -306,7 +303,7 @@ def train(
     import torch
 
     from .checkpoint import pick_device
-    from .data import check_output_folder, describe_counts, labels_of, read_split_file, split_tracks
+    from .data import cache_folders, check_output_folder, describe_counts, labels_of, pair_split_files, split_datasets
     from .distributed import from_main, process_group, rank
     from .models import build
     from .train import fit
@@ -319,21 +316,17 @@ def train(
         warmup_epochs=warmup_epochs, balance=balance, schedule=schedule, label_smoothing=label_smoothing,
         mix_prob=mix, masks=masks, eval_hop_seconds=eval_hop, seed=seed, workers=workers,
     )
-    if split_file:  # refused now if missing or malformed, not after decoding the data
-        read_split_file(split_file)
+    pair_split_files(data, split_file)  # refused now if unpaired, missing or malformed, not after decoding the data
     check_output_folder(out_dir)
     with process_group(pick_device(device)):  # under torchrun the ranks train as one run; alone, nothing changes
-        # Under torchrun rank 0 alone decodes into the cache, and the others take its tracks.
-        tracks = from_main(lambda: _load_tracks(data, cache, out_dir / "cache"))
-        split = split_tracks(
-            tracks, split_file=split_file, folds=folds, fold=fold, valid_fraction=valid_fraction, seed=config.seed
-        )
+        # Under torchrun rank 0 alone decodes into the caches, and the others take its tracks.
+        datasets = from_main(lambda: _load_datasets(data, split_file, cache_folders(data, cache, out_dir)))
+        split = split_datasets(datasets, folds=folds, fold=fold, valid_fraction=valid_fraction, seed=config.seed)
         labels = labels_of(split["train"] + split["valid"])
         if not split["train"]:
             raise MgcError("the split leaves no training tracks")
-        if rank() == 0 and split_file:
-            _warn_absent(tracks, split_file, ("train", "valid"), data)
         if rank() == 0:
+            _warn_absent(datasets, ("train", "valid"))
             err.print(f"train: {len(split['train'])} tracks ({describe_counts(split['train'], labels)})")
             err.print(f"valid: {len(split['valid'])} tracks ({describe_counts(split['valid'], labels)})")
         history = fit(
@@ -366,7 +359,7 @@ def crossval(
     device: Device = "auto",
 ) -> None:
     """K-fold cross-validation as the paper ran it: train and test on every fold, mean ± std."""
-    from .data import check_output_folder, labels_of
+    from .data import cache_folders, check_output_folder, labels_of
     from .distributed import launched
     from .models import make_config
     from .train import cross_validate
@@ -381,7 +374,7 @@ def crossval(
         balance=balance, schedule=schedule, label_smoothing=label_smoothing, mix_prob=mix, masks=masks, seed=seed,
     )
     check_output_folder(out_dir)
-    tracks = _load_tracks(data, cache, out_dir / "cache")
+    tracks = [t for dataset in _load_datasets(data, [], cache_folders(data, cache, out_dir)) for t in dataset.tracks]
     report = cross_validate(model, tracks, labels_of(tracks), out_dir, config, folds, overrides, device)
     table = Table(title=report["protocol"])
     for column in ("fold", "tracks", "track acc", "clip acc", "macro recall"):
@@ -402,17 +395,20 @@ def crossval(
 def evaluate(
     data: Data,
     weights: Annotated[Path, typer.Option(help="Checkpoint to score.")],
-    split_file: Annotated[Optional[Path], typer.Option(help="CSV with path,split columns.")] = None,
+    split_file: SplitFiles = [],
     split: Annotated[Optional[str], typer.Option(help="Which split to score: train, valid, test or all (default: test with --split-file, else all).")] = None,
     aggregate: Aggregate = "mean_prob",
     hop: Hop = DEFAULT_HOP_SECONDS,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the full report as JSON.")] = None,
     device: Device = "auto",
 ) -> None:
-    """Score a checkpoint: clip and track accuracy, per-class figures, confusion matrix."""
+    """Score a checkpoint: clip and track accuracy, per-class figures, confusion matrix.
+
+    With several --data: each dataset's scores, then all of them together.
+    """
     from .checkpoint import load_model
-    from .data import SPLITS, check_output_file, find_tracks, read_split_file, split_tracks, write_text_atomic
-    from .evaluate import evaluate_tracks
+    from .data import SPLITS, check_output_file, load_datasets, pair_split_files, tracks_in_split, write_text_atomic
+    from .evaluate import evaluate_datasets, evaluate_tracks
     from .predict import AGGREGATIONS, hop_samples
 
     if aggregate not in AGGREGATIONS:
@@ -421,26 +417,26 @@ def evaluate(
     if split not in (*SPLITS, "all"):
         raise MgcError(f"unknown split {split!r} (use {', '.join(SPLITS)} or all)")
     hop_samples(hop)  # these refuse bad input now, before the model is loaded or any track decoded
-    if split_file:
-        read_split_file(split_file)
+    pair_split_files(data, split_file)
     if json_out:
         check_output_file(json_out)
     model = load_model(weights, device)
-    tracks = find_tracks(data)
+    datasets = load_datasets(data, split_file)
+    chosen = {str(d.source): tracks_in_split(d, split) for d in datasets}
     if split != "all":
-        parts = split_tracks(tracks, split_file=split_file) if split_file else {s: [t for t in tracks if t.split == s] for s in SPLITS}
-        present = [s for s in SPLITS if parts[s]]
-        if not parts[split]:
-            raise MgcError(f"no tracks in split {split!r}; splits present: {', '.join(present) or 'none'}")
-        if split_file:
-            _warn_absent(tracks, split_file, (split,), data)
-        tracks = parts[split]
-    report = evaluate_tracks(model, tracks, hop, aggregate)
+        _warn_absent(datasets, (split,))
+    if len(chosen) == 1:
+        report = evaluate_tracks(model, *chosen.values(), hop, aggregate)
+    else:
+        report = evaluate_datasets(model, chosen, hop, aggregate)
     for path, error in report["failed"]:
         err.print(_tagged("skipped:", "yellow", error), highlight=False)
-    _print_report(report, model.labels, f"{weights} on {data} ({split})")
+    for source, part in report.get("datasets", {}).items():
+        _print_report(part, model.labels, f"{weights} on {source} ({split})")
+    _print_report(report, model.labels, f"{weights} on {' + '.join(map(str, data))} ({split})")
     if json_out:
-        document = {"weights": str(weights), "data": str(data), "split": split, "labels": model.labels, **report}
+        sources = str(data[0]) if len(data) == 1 else [str(d) for d in data]
+        document = {"weights": str(weights), "data": sources, "split": split, "labels": model.labels, **report}
         write_text_atomic(json_out, json.dumps(document, indent=2) + "\n")
         out.print(f"written: {json_out}")
 

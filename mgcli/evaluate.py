@@ -60,24 +60,61 @@ def evaluate_tracks(
     "loss": mean clip cross-entropy, "failed": [(path, error)], "aggregate", "hop_seconds"}.
     Tracks that cannot be decoded are listed in "failed" and left out of the scores.
     """
-    labels = model.labels
-    clip_true: list[int] = []
-    clip_pred: list[int] = []
-    track_true: list[int] = []
-    track_pred: dict[str, list[int]] = {m: [] for m in AGGREGATIONS}
-    losses = []
-    failed: list[tuple[str, str]] = []
+    scored, failed = _run_tracks(model, tracks, hop_samples(hop_seconds), batch_size)
+    return score_tracks(scored, model.labels, method) | {"failed": failed, "hop_seconds": hop_seconds}
+
+
+def evaluate_datasets(
+    model: GenreModel,
+    datasets: dict[str, list[Track]],
+    hop_seconds: float = DEFAULT_HOP_SECONDS,
+    method: str = "mean_prob",
+    batch_size: int | None = None,
+) -> dict:
+    """`evaluate_tracks` on several datasets together, and on each alone; every track runs once.
+
+    Returns the report of all the tracks together, with "datasets": {name: that dataset's report}.
+    """
     hop = hop_samples(hop_seconds)
+    runs = {name: _run_tracks(model, tracks, hop, batch_size) for name, tracks in datasets.items()}
+
+    def report(scored: list, failed: list) -> dict:
+        return score_tracks(scored, model.labels, method) | {"failed": failed, "hop_seconds": hop_seconds}
+
+    together = report([s for scored, _ in runs.values() for s in scored], [f for _, failed in runs.values() for f in failed])
+    return together | {"datasets": {name: report(*run) for name, run in runs.items()}}
+
+
+def _run_tracks(
+    model: GenreModel, tracks: list[Track], hop: int, batch_size: int | None
+) -> tuple[list[tuple[int, np.ndarray]], list[tuple[str, str]]]:
+    """(true label index, clip logits) of each track whose genre the model knows, and (path, error) of those that fail."""
+    scored: list[tuple[int, np.ndarray]] = []
+    failed: list[tuple[str, str]] = []
     for track in tracks:
-        if track.label not in labels:
+        if track.label not in model.labels:
             continue  # a genre the model was not trained on cannot be scored
-        target = labels.index(track.label)
         try:
             wave = to_float(load_wave(track))
         except MgcError as error:
             failed.append((track.path, str(error)))
             continue
-        logits = track_logits(model, [wave], hop, batch_size)
+        scored.append((model.labels.index(track.label), track_logits(model, [wave], hop, batch_size)))
+    return scored, failed
+
+
+def score_tracks(scored: list[tuple[int, np.ndarray]], labels: list[str], method: str = "mean_prob") -> dict:
+    """Scores of tracks given as (true label index, clip logits [n_clips, n_labels]).
+
+    Returns {"clip": report, "track": report for `method`, "track_accuracy": {method: acc},
+    "loss": mean clip cross-entropy, "aggregate"}.
+    """
+    clip_true: list[int] = []
+    clip_pred: list[int] = []
+    track_true: list[int] = []
+    track_pred: dict[str, list[int]] = {m: [] for m in AGGREGATIONS}
+    losses = []
+    for target, logits in scored:
         shifted = logits - logits.max(axis=1, keepdims=True)
         log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         losses.append(-log_probs[:, target].mean())
@@ -93,7 +130,5 @@ def evaluate_tracks(
             m: float(np.mean(np.equal(track_true, p))) if track_true else 0.0 for m, p in track_pred.items()
         },
         "loss": float(np.mean(losses)) if losses else float("nan"),
-        "failed": failed,
         "aggregate": method,
-        "hop_seconds": hop_seconds,
     }

@@ -12,7 +12,8 @@ import pytest
 
 from mgcli.cli import main
 
-from conftest import TINY_SETS, write_tone
+from conftest import TINY_SETS, make_tone_dataset, write_tone
+from test_data import make_mid_dataset
 from test_models import TINY, TINY_CLIP
 
 
@@ -63,6 +64,34 @@ def test_preprocess_train_evaluate_predict(capsys, tone_dataset, tmp_path):
     assert code == 0 and "tagged 12 files, 0 failed" in err
     results = json.loads((tmp_path / "p.json").read_text())
     assert len(results) == 12 and sum(results[0]["probabilities"].values()) == pytest.approx(1, abs=1e-3)
+
+
+def test_train_and_evaluate_on_two_datasets_each_with_its_split_file(capsys, tmp_path, one_thread):
+    tones, other = make_tone_dataset(tmp_path / "tones", per_class=3, seconds=1.0), make_mid_dataset(tmp_path / "other")
+    tone_split, other_split = tmp_path / "tones.csv", tmp_path / "other.csv"
+    # Each dataset's first track of each genre is for validation.
+    tone_split.write_text("path,split\n" + "".join(
+        f"{g}/{g}.0000{i}.wav,{'train' if i else 'valid'}\n" for g in ("low", "high") for i in range(3)))
+    other_split.write_text("path,split\n" + "".join(
+        f"{g}/other.{g}.{i}.wav,{'train' if i else 'valid'}\n" for g in ("low", "mid") for i in range(3)))
+    both = ["--data", tones, "--split-file", tone_split, "--data", other, "--split-file", other_split]
+    run = tmp_path / "run"
+    code, _, err = mgc(capsys, "train", *both, "--out", run, "--epochs", "1", "--warmup-epochs", "0", "--batch-size", "8",
+                       "--eval-hop", "1.0", "--device", "cpu", *TINY_SETS)
+    assert code == 0, err
+    assert "train: 8 tracks (high 2, low 4, mid 2)" in err and "valid: 4 tracks (high 1, low 2, mid 1)" in err
+    assert (run / "cache-1" / "index.json").is_file() and (run / "cache-2" / "index.json").is_file()
+
+    code, out, err = mgc(capsys, "evaluate", *both, "--split", "valid", "--weights", run / "best.pt", "--hop", "1.0",
+                         "--json", tmp_path / "e.json")
+    assert code == 0, err
+    assert f"on {tones} (valid)" in out and f"on {other} (valid)" in out and f"on {tones} + {other} (valid)" in out
+    report = json.loads((tmp_path / "e.json").read_text())
+    assert report["data"] == [str(tones), str(other)] and report["labels"] == ["high", "low", "mid"]
+    assert report["track"]["count"] == 4 and [d["track"]["count"] for d in report["datasets"].values()] == [2, 2]
+
+    code, _, err = mgc(capsys, "evaluate", "--data", tones, "--data", other, "--split-file", tone_split, "--weights", run / "best.pt")
+    assert code == 2 and "2 datasets and 1 split files" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("name", ["samplecnn", "samplecnn-mlms", "bbnn", "broadcast", "multi-input", "mel-linear"])
