@@ -210,6 +210,59 @@ def predict(
         raise typer.Exit(1)
 
 
+@app.command()
+def tags(
+    paths: Annotated[list[Path], typer.Argument(help="Audio files and/or folders (searched recursively).")],
+    weights: Annotated[Optional[Path], typer.Option(help="Tagger checkpoint (default: musicnn's Million Song Dataset tagger, weights/musicnn-msd.pt; weights/musicnn-mtt.pt is its MagnaTagATune one).")] = None,
+    top_k: Annotated[int, typer.Option("--top-k", min=1, help="Tags to show per file.")] = 10,
+    csv: Annotated[Optional[Path], typer.Option(help="Write one row per file: path,tag,probability,<tags>,error,warning.")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write every tag's probability as JSON.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing --csv file.")] = False,
+    hop: Hop = DEFAULT_HOP_SECONDS,
+    batch_size: Annotated[Optional[int], typer.Option(min=1, help="Clips per forward pass (default: 4 on the CPU, 16 on CUDA).")] = None,
+    device: Device = "auto",
+) -> None:
+    """musicnn's tags (genre, mood, era, instruments) with their probabilities: sigmoid per 3-s clip, mean over the track."""
+    from .data import check_output_file, find_audio
+    from .predict import CsvWriter, hop_samples, load_tagger, tag_files, tags_dict, top_k as best_of, write_json
+
+    hop_samples(hop)  # these refuse bad input now, before the model is loaded or any file read
+    for output in (csv, json_out):
+        if output:
+            check_output_file(output)
+    files = find_audio(paths)
+    if not files:
+        raise MgcError("no audio files found in " + ", ".join(map(str, paths)))
+    model = load_tagger(weights, device)
+    writer = CsvWriter(csv, model.labels, overwrite=overwrite, top="tag") if csv else None
+    results = []
+    for result in tag_files(model, files, hop, batch_size):
+        results.append(result)
+        if writer:
+            writer.write(result)
+        if result.error:
+            err.print(_tagged("failed:", "red", result.error), highlight=False)
+        elif len(files) > 1:
+            best = ", ".join(f"{t} {p:.2f}" for t, p in best_of(result.probabilities, model.labels, top_k))
+            out.print(f"{result.path}\t{best}", highlight=False)
+        if result.warning:
+            err.print(_tagged("warning:", "yellow", result.warning), highlight=False)
+    if writer:
+        writer.close()
+    if json_out:
+        write_json(json_out, [tags_dict(r, model.labels) for r in results])
+    if len(files) == 1 and not results[0].error:
+        out.print(f"{results[0].path} ({results[0].clips} clips)", highlight=False)
+        table = Table()
+        table.add_column("tag")
+        table.add_column("probability", justify="right")
+        for name, p in best_of(results[0].probabilities, model.labels, top_k):
+            table.add_row(name, f"{p:.3f}")
+        out.print(table)
+    if any(r.error for r in results):
+        raise typer.Exit(1)
+
+
 # ---------------------------------------------------------------- datasets
 
 

@@ -14,7 +14,7 @@ import os
 import queue
 import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,7 @@ import torch
 
 from . import MgcError
 from .audio import DEFAULT_HOP_SECONDS, MIN_HOP_SECONDS, SAMPLE_RATE, DecodeNotes, iter_spans, stream
-from .checkpoint import GenreModel
+from .checkpoint import WEIGHTS_DIR, GenreModel, load_model
 from .data import write_text_atomic
 
 AGGREGATIONS = ("mean_prob", "vote", "mean_logit")
@@ -253,21 +253,70 @@ def timeline(clip_logits: np.ndarray, labels: list[str], hop_seconds: float, cli
     return records
 
 
+# ---------------------------------------------------------------- tags
+
+DEFAULT_TAGGER = WEIGHTS_DIR / "musicnn-msd.pt"  # musicnn's Million Song Dataset tagger; musicnn-mtt.pt: MagnaTagATune's
+TAGGERS = ("musicnn", "musicnn-vgg")  # the models whose tag layer gives one independent logit per tag
+
+
+def load_tagger(weights: str | Path | None = None, device: str = "auto") -> GenreModel:
+    """A tagger from its checkpoint (default: DEFAULT_TAGGER); a genre classifier is refused,
+    since a sigmoid of its logits would look like tags and mean nothing."""
+    path = weights or DEFAULT_TAGGER
+    model = load_model(path, device)
+    # musicnn-vgg has no head setting: its only output is the tag layer.
+    if model.name not in TAGGERS or getattr(model.network.config, "head", "tags") != "tags":
+        raise MgcError(f"{path}: a {model.name} genre classifier, not a tagger (use {DEFAULT_TAGGER.name} or musicnn-mtt.pt)")
+    return model
+
+
+def tag_probabilities(clip_logits: np.ndarray) -> np.ndarray:
+    """A track's tag probabilities as musicnn gives them: each clip's sigmoid, averaged over the clips.
+
+    Tags are not exclusive (a track is rock, guitar and male vocals at once), hence no softmax.
+    """
+    return (0.5 * (1.0 + np.tanh(0.5 * clip_logits))).mean(axis=0)  # the sigmoid, without exp's overflow
+
+
+def tag_files(
+    model: GenreModel,
+    paths: Iterable[str | Path],
+    hop_seconds: float = DEFAULT_HOP_SECONDS,
+    batch_size: int | None = None,
+) -> Iterator[TrackResult]:
+    """`classify_files` for a tagger: each result's probabilities are its `tag_probabilities`."""
+    for result in classify_files(model, paths, hop_seconds, "mean_prob", batch_size):
+        yield result if result.error else replace(result, probabilities=tag_probabilities(result.clip_logits))
+
+
+def tag(
+    model: GenreModel, path: str | Path, hop_seconds: float = DEFAULT_HOP_SECONDS, batch_size: int | None = None
+) -> dict[str, float]:
+    """Every tag of one audio file with its probability, most probable first."""
+    [result] = tag_files(model, [path], hop_seconds, batch_size)
+    if result.error:
+        raise MgcError(result.error)
+    return dict(top_k(result.probabilities, model.labels, len(model.labels)))
+
+
 # ---------------------------------------------------------------- writers
 
 
 class CsvWriter:
-    """Rows `path,genre,probability,<one column per label>,error,warning`, flushed as they are written.
+    """Rows `path,genre,probability,<one column per label>,error,warning`, flushed as they are written
+    (`top` names the second column: "tag" for `mgc tags`).
 
     `resume=True` keeps the good rows of an earlier, interrupted run (dropping failed rows
     and a torn last line) so those files are skipped; otherwise an existing file is only
     replaced when `overwrite=True`, so no earlier results are lost by accident.
     """
 
-    def __init__(self, path: str | Path, labels: list[str], resume: bool = False, overwrite: bool = False):
+    def __init__(
+        self, path: str | Path, labels: list[str], resume: bool = False, overwrite: bool = False, top: str = "genre"
+    ):
         self.path = Path(path)
         self.labels = labels
-        self.header = ["path", "genre", "probability", *labels, "error", "warning"]
+        self.header = ["path", top, "probability", *labels, "error", "warning"]
         self.done: set[str] = set()  # the kept rows' files, as real paths: see is_done
         kept: list[list[str]] = []
         if self.path.exists():
@@ -357,6 +406,17 @@ def result_dict(result: TrackResult, labels: list[str], k: int, segments: list[d
         record["warning"] = result.warning
     if segments is not None:
         record["timeline"] = segments
+    return record
+
+
+def tags_dict(result: TrackResult, labels: list[str]) -> dict:
+    """A `tag_files` result as JSON: every tag's probability, most probable first."""
+    if result.probabilities is None:
+        return {"path": result.path, "error": result.error}
+    tags = {label: round(p, 4) for label, p in top_k(result.probabilities, labels, len(labels))}
+    record = {"path": result.path, "tags": tags, "clips": result.clips}
+    if result.warning:
+        record["warning"] = result.warning
     return record
 
 
