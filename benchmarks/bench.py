@@ -16,6 +16,7 @@ clicks), so the figures do not depend on the data at hand.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import statistics
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +68,18 @@ def timed(run, repeats: int) -> tuple[float, object]:
     return statistics.median(times), result
 
 
+@contextlib.contextmanager
+def busy_core() -> Iterator[None]:
+    """One core kept busy by another process, as a browser or music player would (`yes > /dev/null`)."""
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.2)  # let it start spinning
+        yield
+    finally:
+        spinner.kill()
+        spinner.wait()
+
+
 def open_model(spec: str, device: torch.device, quick: bool) -> GenreModel:
     """`default`, a checkpoint file, or a registry name (default config, untrained: speed only)."""
     if quick:
@@ -86,6 +100,10 @@ def bench_model(model: GenreModel, files: dict, args) -> list[tuple[str, str]]:
     hop = args.hop
     seconds, _ = timed(lambda: classify(model, files["30s"], hop), args.repeats)
     rows.append((f"predict, {files['short_label']} WAV (hop {hop:g} s)", f"{seconds:.3f} s"))
+    with busy_core():
+        loaded, _ = timed(lambda: classify(model, files["30s"], hop), args.repeats)
+    rows.append(("  with one other core busy (a spinning process)", f"{loaded:.3f} s"))
+    rows.append(("  ratio", f"{loaded / seconds:.2f}x"))
     seconds, _ = timed(lambda: classify(model, files["4min"], hop), args.repeats)
     rows.append((f"predict, {files['long_label']} MP3 (hop {hop:g} s, {model.batch_size}-clip batches)", f"{seconds:.3f} s"))
     if model.batch_size != 16:

@@ -4,10 +4,11 @@
     python benchmarks/model_card.py --weights weights/other.pt
     python benchmarks/model_card.py --runs runs/zoo/bbnn runs/recipe/bbnn-cos   # compare training runs
 
-Scores the checkpoint on the `valid` split of ../shared/data/gtzan/splits.csv (3-s hop, every
-aggregation) and prints markdown: the summary, the per-genre table and the confusion matrix,
-then the CPU time to classify a real 30-s track. The card quotes this output verbatim;
-tests/test_real_data.py re-runs the scoring part and checks that the card still says the same.
+Scores the checkpoint on the `valid` splits of ../shared/data/gtzan and ../shared/data/emotify
+(their splits.csv; 3-s hop, every aggregation), each alone and both together, and prints
+markdown: per split the summary, the per-genre table and the confusion matrix; then the CPU
+time to classify a real 30-s track. The card quotes this output verbatim; tests/test_real_data.py
+re-runs the scoring part and checks that the card still says the same.
 
 With --runs it compares training runs instead, from their log.jsonl: valid figures at the best
 epoch, at the last, and averaged over the last five (the single best epoch of a noisy curve
@@ -29,22 +30,32 @@ from mgcli.evaluate import evaluate_tracks
 from mgcli.predict import classify
 
 ROOT = Path(__file__).resolve().parents[1]
-GTZAN = ROOT.parent / "shared" / "data" / "gtzan"
-SPEED_TRACK = GTZAN / "jazz" / "jazz.00000.ogg"
+DATA = ROOT.parent / "shared" / "data"
+DATASETS = ("gtzan", "emotify")
+SPEED_TRACK = DATA / "gtzan" / "jazz" / "jazz.00000.ogg"
 
 
-def valid_report(model: GenreModel, gtzan: Path = GTZAN) -> dict:
-    """`evaluate_tracks` on the valid split, 3-s hop, the model's chosen aggregation (mean_prob)."""
-    split = split_tracks(find_tracks(gtzan), split_file=gtzan / "splits.csv")
-    return evaluate_tracks(model, split["valid"])
+def valid_reports(model: GenreModel, data: Path = DATA) -> dict[str, dict]:
+    """`evaluate_tracks` on each dataset's valid split and on both together (3-s hop, mean_prob)."""
+    valid = {name: split_tracks(find_tracks(data / name), split_file=data / name / "splits.csv")["valid"]
+             for name in DATASETS}
+    reports = {name: evaluate_tracks(model, tracks) for name, tracks in valid.items()}
+    reports["both"] = evaluate_tracks(model, [t for tracks in valid.values() for t in tracks])
+    return reports
 
 
-def figures_markdown(report: dict, labels: list[str]) -> str:
-    """The card's measured figures: summary, per-genre table and confusion matrix, as markdown."""
+def figures_markdown(reports: dict[str, dict], labels: list[str]) -> str:
+    """The card's measured figures for each valid split, as markdown."""
+    return "\n\n".join(split_markdown(name, report, labels) for name, report in reports.items())
+
+
+def split_markdown(name: str, report: dict, labels: list[str]) -> str:
+    """One split's figures: summary, per-genre table and confusion matrix."""
     track, clip = report["track"], report["clip"]
     by_method = " / ".join(f"{a:.3f}" for a in report["track_accuracy"].values())
+    title = "GTZAN and Emotify valid splits together" if name == "both" else f"{name} valid split"
     lines = [
-        f"Valid split: {track['count']} tracks, {clip['count']} clips (3-s clips, 3-s hop).",
+        f"#### {title}: {track['count']} tracks, {clip['count']} clips (3-s clips, 3-s hop)",
         "",
         "| | value |",
         "|---|---:|",
@@ -104,7 +115,7 @@ def main() -> None:
         return
     torch.manual_seed(0)
     model = load_model(args.weights, "cpu")
-    print(figures_markdown(valid_report(model), model.labels))
+    print(figures_markdown(valid_reports(model), model.labels))
     seconds, _ = timed(lambda: classify(model, SPEED_TRACK), 5)
     print(f"\nCPU: {seconds:.3f} s to classify `{SPEED_TRACK.name}` (30 s: decode, resample, 10 clips, "
           f"aggregation), median of 5 after a warm-up, {torch.get_num_threads()} threads.")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,8 +152,11 @@ def place(network: nn.Module, device: torch.device) -> nn.Module:
     oneDNN runs NHWC convolutions about twice as fast as NCHW on these CPUs (BBNN: 1.9x per
     training step, 2x in inference), and CUDA's tensor cores prefer NHWC too. Networks
     without 2D convolutions are unaffected; the outputs agree to float rounding (2e-6).
+    A network whose 2D convolutions have one input channel (musicnn's front end) says
+    `channels_last = False`: oneDNN ran those 1.8x slower in NHWC.
     """
-    return network.to(device, memory_format=torch.channels_last)
+    layout = torch.channels_last if getattr(network, "channels_last", True) else torch.contiguous_format
+    return network.to(device, memory_format=layout)
 
 
 def default_weights() -> Path:
@@ -163,6 +167,43 @@ def default_weights() -> Path:
 
 
 def load_model(weights: str | Path | None = None, device: str = "auto") -> GenreModel:
-    """Load a trained classifier from a checkpoint file (default: the shipped weights)."""
+    """Load a trained classifier from a checkpoint file (default: the shipped weights).
+
+    On the CPU it also sets torch's thread count to the cores that other processes left idle
+    while it loaded (see `idle_cores`), unless OMP_NUM_THREADS says otherwise.
+    """
+    before = cpu_sample()
     path = Path(weights) if weights else default_weights()
-    return model_from_checkpoint(load_checkpoint(path), pick_device(device), str(path))
+    model = model_from_checkpoint(load_checkpoint(path), pick_device(device), str(path))
+    if model.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(idle_cores(before))
+    return model
+
+
+def cpu_sample() -> tuple[float, float, float] | None:
+    """(busy seconds of all cores, this process's CPU seconds, wall seconds) now; None where /proc/stat is absent."""
+    try:
+        with open("/proc/stat") as stat:
+            ticks = [int(field) for field in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    times = os.times()
+    return (sum(ticks[:8]) - idle) / tick, times.user + times.system, time.monotonic()
+
+
+def idle_cores(since: tuple[float, float, float] | None) -> int:
+    """How many of this machine's cores other processes left idle since `since` (at least 1).
+
+    Why: two intra-op threads on two cores, one of them busy with another program (a browser,
+    a music player), wait on each other at every operation: a model went from 26 ms to
+    90-225 ms per clip there (bbnn, measured for issue 16), while one thread took 45 ms. So mgcli uses the cores it finds
+    free. Its own CPU time in the window is not counted as busy.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    now = cpu_sample()
+    if since is None or now is None or now[2] - since[2] < 0.02:
+        return cores
+    others_busy = max(0.0, (now[0] - since[0]) - (now[1] - since[1])) / (now[2] - since[2])
+    return max(1, min(cores, round(cores - others_busy)))

@@ -28,8 +28,8 @@ from .tf_checkpoint import read_checkpoint
 
 # musicnn's checkpoint folder -> (our file name, registry model, config, tag list in configuration.py)
 CONVERSIONS = {
-    "MSD_musicnn": ("musicnn-msd.pt", "musicnn", {"head": "tags", "n_classes": 50, "pretrained": ""}, "MSD_LABELS"),
-    "MTT_musicnn": ("musicnn-mtt.pt", "musicnn", {"head": "tags", "n_classes": 50, "pretrained": ""}, "MTT_LABELS"),
+    "MSD_musicnn": ("musicnn-msd.pt", "musicnn", {"head": "tags", "n_classes": 50, "pretrained": "", "freeze": "none"}, "MSD_LABELS"),
+    "MTT_musicnn": ("musicnn-mtt.pt", "musicnn", {"head": "tags", "n_classes": 50, "pretrained": "", "freeze": "none"}, "MTT_LABELS"),
     "MSD_vgg": ("musicnn-vgg-msd.pt", "musicnn-vgg", {}, "MSD_LABELS"),
     "MTT_vgg": ("musicnn-vgg-mtt.pt", "musicnn-vgg", {}, "MTT_LABELS"),
 }

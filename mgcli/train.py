@@ -28,8 +28,9 @@ from .audio import DEFAULT_HOP_SECONDS
 from .checkpoint import (
     GenreModel, load_checkpoint, make_checkpoint, model_from_checkpoint, pick_device, place, save_checkpoint,
 )
-from .data import Augment, TrainClips, Track, class_counts, split_tracks, write_text_atomic
+from .data import Augment, TrainClips, Track, class_counts, epoch_seed, split_tracks, write_text_atomic
 from .evaluate import RANDOM_FOLDS_WARNING, evaluate_tracks
+from .feature_train import fit_on_features
 from .models import build, make_config
 from .predict import hop_samples
 
@@ -61,6 +62,8 @@ class TrainConfig:
     seed: int = 0
     workers: int = 0
     batchnorm_batches: int = 50  # training batches that re-estimate BatchNorm statistics each epoch
+    pretrained_lr_scale: float = 1.0  # rate of pretrained parameters relative to the new ones (the genre layer)
+    feature_hop_seconds: float = 1.5  # a frozen part's output is cached for training clips this far apart
 
     def __post_init__(self) -> None:
         for name, choices in (("optimizer", ("sgd", "adam")), ("balance", ("loss", "sampler", "none")),
@@ -94,13 +97,20 @@ def class_warning(tracks: list[Track], labels: list[str]) -> str:
     return f"classes with fewer than {MIN_TRACKS_PER_CLASS} training tracks, whose recall will be unreliable: {', '.join(thin)}"
 
 
-def _optimizer(config: TrainConfig, network: nn.Module) -> torch.optim.Optimizer:
+def _optimizer(config: TrainConfig, network: nn.Module, pretrained: bool) -> torch.optim.Optimizer:
+    """The optimiser over the trainable parameters; a pretrained network's own ones (all but its
+    genre layer, `head`) in a group whose rate is scaled by `pretrained_lr_scale`."""
+    groups: dict[float, list] = {}
+    for name, parameter in network.named_parameters():
+        if parameter.requires_grad:
+            scale = config.pretrained_lr_scale if pretrained and not name.startswith("head.") else 1.0
+            groups.setdefault(scale, []).append(parameter)
+    params = [{"params": params, "lr_scale": scale} for scale, params in groups.items()]
     if config.optimizer == "sgd":
         return torch.optim.SGD(
-            network.parameters(), lr=config.lr, momentum=config.momentum,
-            nesterov=config.momentum > 0, weight_decay=config.weight_decay,
+            params, lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0, weight_decay=config.weight_decay,
         )
-    return torch.optim.Adam(network.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
 def _class_weights(config: TrainConfig, tracks: list[Track], labels: list[str]) -> torch.Tensor | None:
@@ -134,14 +144,15 @@ def recalibrate_batchnorm(network: nn.Module, loader, device: torch.device, max_
     collapsed to one genre while train-mode ones were right. A pass over training batches
     with the weights frozen and a cumulative average makes evaluation see the real statistics.
     """
-    norms = [m for m in network.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    network.train()
+    # Layers a network keeps in eval mode while it trains (pretrained statistics) are left alone.
+    norms = [m for m in network.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
     if not norms or max_batches <= 0:
         return
     momenta = [m.momentum for m in norms]
     for m in norms:
         m.reset_running_stats()
         m.momentum = None  # cumulative average over the batches below
-    network.train()
     with torch.no_grad():
         for i, (clips, _) in enumerate(loader):
             if i == max_batches:
@@ -170,6 +181,22 @@ def _is_better(metrics: dict, best: dict | None) -> bool:
         return m["valid_macro_recall"], m["valid_track_accuracy"], -m["valid_loss"]
 
     return rank(metrics) > rank(best)
+
+
+def _initialise_pretrained(network: nn.Module, model_name: str, init_backbone: str | None, console) -> bool:
+    """Load pretrained weights into a new network: `init_backbone`, else the shipped tagger its
+    config names (musicnn's `pretrained`). True when something was loaded."""
+    from .checkpoint import WEIGHTS_DIR
+
+    shipped = getattr(network.config, "pretrained", "")
+    source = init_backbone or (str(WEIGHTS_DIR / f"musicnn-{shipped}.pt") if shipped else None)
+    if source is None:
+        return False
+    if not hasattr(network, "init_backbone"):
+        raise MgcError(f"model {model_name} has no pretrained backbone to initialise")
+    loaded = network.init_backbone(source)
+    console.print(f"pretrained: {loaded} tensors from {source}")
+    return True
 
 
 def fit(
@@ -206,6 +233,18 @@ def fit(
     last_path, best_path = out / "last.pt", out / "best.pt"
     split_keys = {"train": sorted(t.key for t in train_tracks), "valid": sorted(t.key for t in valid_tracks)}
 
+    model_config = make_config(model_name, **{**(model_overrides or {}), "n_classes": len(labels)})
+    if getattr(model_config, "freeze", "none") != "none":  # a frozen part: train on its cached output
+        if world > 1:
+            raise MgcError(f"model {model_name} with a frozen part trains in one process (it is fast); run it without torchrun")
+        if last_path.exists() and not resume:
+            raise MgcError(f"{out} already holds a run: pass --resume to run it again, or choose another --out")
+        torch.manual_seed(config.seed)
+        network = build(model_name, **asdict(model_config))
+        _initialise_pretrained(network, model_name, init_backbone, console)
+        out.mkdir(parents=True, exist_ok=True)
+        return fit_on_features(model_name, network, train_tracks, valid_tracks, labels, out, config, device, console)
+
     if resume and last_path.exists():
         checkpoint = load_checkpoint(last_path)
         state = checkpoint["train"]
@@ -214,30 +253,26 @@ def fit(
         # Settings added since a checkpoint was written take their defaults, which keep the old behaviour.
         if {**asdict(TrainConfig()), **state["config"], "epochs": config.epochs} != asdict(config):
             raise MgcError(f"{last_path}: was trained with other settings; resume with the same ones (only --epochs may change)")
-        if checkpoint["config"] != asdict(make_config(model_name, **{**(model_overrides or {}), "n_classes": len(labels)})):
+        if checkpoint["config"] != asdict(model_config):
             raise MgcError(f"{last_path}: was trained with other model settings (--set); resume with the same ones")
         if state["split"] != split_keys:
             raise MgcError(f"{last_path}: was trained on another train/valid split; cannot resume with this one")
         network = build(model_name, **checkpoint["config"])
         network.load_state_dict(checkpoint["state_dict"])
         start_epoch, history, best = state["epoch"] + 1, state["history"], state["best"]
-        optimizer_state = state["optimizer"]
+        optimizer_state, pretrained = state["optimizer"], state.get("pretrained", False)
         console.print(f"resuming {out} at epoch {start_epoch + 1}")
     else:
         if last_path.exists():
             raise MgcError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
         torch.manual_seed(config.seed)
         network = build(model_name, **{**(model_overrides or {}), "n_classes": len(labels)})
-        if init_backbone:
-            if not hasattr(network, "init_backbone"):
-                raise MgcError(f"model {model_name} has no ResNet-18 backbone to initialise")
-            loaded = network.init_backbone(init_backbone)
-            console.print(f"backbone: {loaded} tensors from {init_backbone}")
+        pretrained = _initialise_pretrained(network, model_name, init_backbone, console)
         start_epoch, history, best, optimizer_state = 0, [], None, None
     out.mkdir(parents=True, exist_ok=True)
 
     place(network, torch_device)
-    optimizer = _optimizer(config, network)
+    optimizer = _optimizer(config, network, pretrained)
     if optimizer_state is not None:
         optimizer.load_state_dict(optimizer_state)
     weights = _class_weights(config, train_tracks, labels)
@@ -264,11 +299,11 @@ def fit(
     for epoch in range(start_epoch, config.epochs):
         began = time.perf_counter()
         # Dropout and friends, per epoch, and per rank: each rank's clips get masks of their own.
-        torch.manual_seed((config.seed * 1_000_003 + epoch) * world + rank)
+        torch.manual_seed(epoch_seed(config.seed, epoch) * world + rank)
         dataset.set_epoch(epoch)
         lr = learning_rate(config, epoch)
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)  # runs from before lr_scale have one group
         network.train()
         total_loss, correct, seen = 0.0, 0, 0
         with Progress(
@@ -322,7 +357,7 @@ def fit(
                 save_checkpoint(make_checkpoint(model_name, network, labels, {"epoch": epoch, "valid": metrics}), best_path)
             train_state = {
                 "epoch": epoch, "config": asdict(config), "split": split_keys, "history": history,
-                "best": best, "optimizer": optimizer.state_dict(),
+                "best": best, "optimizer": optimizer.state_dict(), "pretrained": pretrained,
             }
             save_checkpoint(make_checkpoint(model_name, network, labels, train_state), last_path)
             write_text_atomic(out / "log.jsonl", "".join(json.dumps(h) + "\n" for h in history))

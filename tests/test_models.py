@@ -37,6 +37,11 @@ TINY = {
     "multi-input": dict(n_mels=32, n_fft=256, hop_length=128, n_filters=16, kernel_sizes=(17, 33), pooled_width=32,
                         channels=(4, 8, 8, 16), fc_hidden=16, dropout=0.0),
     "mel-linear": dict(n_mels=32, n_fft=256, hop_length=128),
+    "musicnn": dict(pretrained="", freeze="none", timbral_filters=8, temporal_filters=4, midend_filters=8,
+                    backend_units=16, dropout=0.0),
+    "musicnn-probe": dict(pretrained="", timbral_filters=8, temporal_filters=4, midend_filters=8, backend_units=16,
+                          dropout=0.0),
+    "musicnn-vgg": dict(clip_samples=48000, filters=8, dropout=0.0),  # VGG needs a whole 187-frame patch
 }
 TINY_CLIP = 4000
 

@@ -80,3 +80,98 @@ def test_converter_on_the_real_wheel_gives_the_shipped_weights(tmp_path):
         assert new["labels"] == shipped["labels"] and len(new["labels"]) == 50
         for key, value in shipped["state_dict"].items():
             assert torch.equal(new["state_dict"][key], value), key
+
+
+# ---------------------------------------------------------------- training with musicnn, tiny
+
+TINY_MUSICNN = dict(timbral_filters=8, temporal_filters=4, midend_filters=8, backend_units=16, clip_samples=8000)
+
+
+def test_front_end_branch_fast_eval_path_equals_relu_batchnorm_max():
+    from mgcli.models.musicnn import FrontEndBranch
+
+    torch.manual_seed(0)
+    for kernel in [(7, 38), (32, 1)]:
+        branch = FrontEndBranch(6, kernel)
+        with torch.no_grad():  # BatchNorm scales of both signs, as trained networks have
+            branch.norm.weight.copy_(torch.tensor([1.5, -0.7, 0.2, -2.0, 0.9, -0.1]))
+            branch.norm.bias.normal_()
+            branch.norm.running_mean.normal_()
+            branch.norm.running_var.uniform_(0.5, 2.0)
+        x = torch.randn(3, 1, 40, 96)
+        branch.eval()
+        with torch.no_grad():
+            z = branch.convolve(x, branch.conv.weight, branch.conv.bias)
+            expected = branch.norm(torch.relu(z)).amax(dim=3)
+            torch.testing.assert_close(branch(x), expected, atol=1e-5, rtol=1e-5)
+            assert z.shape[:3] == (3, 6, 40)  # 'same' in time
+
+
+def tiny_tagger(tmp_path: Path) -> Path:
+    """A tiny musicnn tagger checkpoint, standing in for weights/musicnn-msd.pt."""
+    from mgcli.checkpoint import make_checkpoint, save_checkpoint
+    from mgcli.models import build
+
+    torch.manual_seed(1)
+    network = build("musicnn", head="tags", n_classes=50, pretrained="", freeze="none", **TINY_MUSICNN)
+    with torch.no_grad():
+        for module in network.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.running_mean.normal_()
+                module.running_var.uniform_(0.5, 2.0)
+    path = tmp_path / "tagger.pt"
+    save_checkpoint(make_checkpoint("musicnn", network, [f"tag{i}" for i in range(50)]), path)
+    return path
+
+
+@pytest.mark.parametrize("freeze", ["body", "front-end"])
+def test_frozen_musicnn_trains_on_features_computed_once(tmp_path, tone_dataset, monkeypatch, freeze):
+    from mgcli import feature_train
+    from mgcli.data import find_tracks, labels_of, split_tracks
+    from mgcli.predict import classify
+    from mgcli.train import TrainConfig, fit
+
+    calls = []
+    compute = feature_train.track_features
+    monkeypatch.setattr(feature_train, "track_features", lambda *a, **k: calls.append(1) or compute(*a, **k))
+    tracks = find_tracks(tone_dataset)
+    split = split_tracks(tracks, valid_fraction=0.34)
+    tagger = tiny_tagger(tmp_path)
+    config = TrainConfig(epochs=6, batch_size=8, optimizer="adam", lr=0.01, warmup_epochs=0,
+                         feature_hop_seconds=0.5)
+    model_name = "musicnn-probe" if freeze == "body" else "musicnn"
+    history = fit(model_name, split["train"], split["valid"], labels_of(tracks), tmp_path / "run", config,
+                  {**TINY_MUSICNN, "pretrained": "msd"}, "cpu", init_backbone=str(tagger), verbose=False)
+    assert len(calls) == 2  # the frozen part ran once for the training clips and once for validation
+    assert len(history) == 6 and history[-1]["train_loss"] < history[0]["train_loss"]
+    assert max(m["valid_track_accuracy"] for m in history) >= 0.75
+
+    trained = load_checkpoint(tmp_path / "run" / "last.pt")["state_dict"]
+    pretrained = load_checkpoint(tagger)["state_dict"]
+    frozen = ("input_norm.", "timbral.", "temporal.") + (("midend.", "dense.", "pool_norm.") if freeze == "body" else ())
+    for name, value in pretrained.items():
+        if name.startswith(frozen) or "running_" in name:  # frozen weights, and every pretrained statistic
+            assert torch.equal(trained[name], value), name
+    assert not torch.equal(trained["head.weight"], torch.zeros_like(trained["head.weight"]))
+    if freeze == "front-end":
+        assert not torch.equal(trained["midend.0.conv.weight"], pretrained["midend.0.conv.weight"])
+
+    from mgcli.checkpoint import load_model
+
+    result = classify(load_model(tmp_path / "run" / "best.pt", "cpu"), split["valid"][0].path)
+    assert result.probabilities.sum() == pytest.approx(1, abs=1e-5)
+
+
+def test_unfrozen_musicnn_trains_end_to_end(tmp_path, tone_dataset):
+    from mgcli.data import find_tracks, labels_of, split_tracks
+    from mgcli.train import TrainConfig, fit
+
+    tracks = find_tracks(tone_dataset)
+    split = split_tracks(tracks, valid_fraction=0.34)
+    config = TrainConfig(epochs=2, batch_size=8, optimizer="adam", lr=0.003, warmup_epochs=0, pretrained_lr_scale=0.1)
+    history = fit("musicnn", split["train"], split["valid"], labels_of(tracks), tmp_path / "run", config,
+                  {**TINY_MUSICNN, "freeze": "none", "pretrained": "msd"}, "cpu",
+                  init_backbone=str(tiny_tagger(tmp_path)), verbose=False)
+    assert len(history) == 2
+    state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["train"]["optimizer"]
+    assert sorted(group["lr_scale"] for group in state["param_groups"]) == [0.1, 1.0]  # pretrained parts slower

@@ -54,9 +54,11 @@ def test_the_shipped_default_names_a_genre_for_every_real_clip_it_is_given():
 
 def test_the_model_card_quotes_what_the_shipped_weights_score():
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from model_card import figures_markdown, valid_report
+    from model_card import figures_markdown, valid_reports
 
+    if not (SHARED_GTZAN.parent / "emotify").is_dir():
+        pytest.skip("../shared/data/emotify is not here")
     # the train-only twin of the default: the one whose valid figures the card can quote
     model = load_model(ROOT / "weights" / "default-train-only.pt", "cpu")
     card = (ROOT / "weights" / "README.md").read_text()
-    assert figures_markdown(valid_report(model, SHARED_GTZAN), model.labels) in card
+    assert figures_markdown(valid_reports(model, SHARED_GTZAN.parent), model.labels) in card

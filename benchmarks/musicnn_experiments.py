@@ -1,0 +1,139 @@
+"""Choosing the musicnn-based default on the valid splits of GTZAN and Emotify.
+
+    python benchmarks/musicnn_experiments.py [--only NAME ...]
+
+Trains every recipe below on GTZAN train + Emotify train, scores each on GTZAN valid,
+Emotify valid and both together, and writes each result to benchmarks/musicnn-results.json
+(kept in git) as soon as it exists. musicnn's front end is frozen in every recipe here, so
+its output is computed once per clip for all of them (`feature_train.track_features`,
+memoised below) and the recipes themselves take minutes. Needs the caches of
+`mgc preprocess ../shared/data/gtzan --out runs/gtzan-cache` (and emotify likewise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from mgcli import feature_train
+from mgcli.checkpoint import load_checkpoint, model_from_checkpoint
+from mgcli.data import apply_split_file, labels_of, read_cache
+from mgcli.models import build
+from mgcli.train import TrainConfig, fit
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+RESULTS = ROOT / "benchmarks" / "musicnn-results.json"
+DATASETS = {"gtzan": ROOT / "runs" / "gtzan-cache", "emotify": ROOT / "runs" / "emotify-cache"}
+
+ADAM = dict(optimizer="adam", warmup_epochs=0, schedule="cosine", seed=0)
+# name -> (model, model settings, training settings)
+RECIPES = {
+    # The baseline to beat: logistic regression on the frozen penultimate embedding.
+    "probe-lr": ("musicnn-probe", {}, dict(ADAM, epochs=30, lr=0.003, weight_decay=1e-4)),
+    "probe-lr-pooled": ("musicnn-probe", {"head": "pooled"}, dict(ADAM, epochs=30, lr=0.003, weight_decay=1e-3)),
+    "probe-lr-dropout": ("musicnn-probe", {"head_dropout": 0.5}, dict(ADAM, epochs=30, lr=0.003, weight_decay=1e-4)),
+    # Mid end, back end and genre layer trained; pretrained parts at a tenth of the rate.
+    "finetune": ("musicnn", {}, dict(ADAM, epochs=20, lr=0.001, pretrained_lr_scale=0.1, weight_decay=1e-4)),
+    "finetune-dropout": ("musicnn", {"head_dropout": 0.5}, dict(ADAM, epochs=20, lr=0.001, pretrained_lr_scale=0.1, weight_decay=1e-4)),
+    "finetune-smooth": ("musicnn", {"head_dropout": 0.5}, dict(ADAM, epochs=20, lr=0.001, pretrained_lr_scale=0.1, weight_decay=1e-4, label_smoothing=0.1)),
+    "finetune-mtt": ("musicnn", {"pretrained": "mtt", "head_dropout": 0.5}, dict(ADAM, epochs=20, lr=0.001, pretrained_lr_scale=0.1, weight_decay=1e-4)),
+}
+
+
+def tracks_by_dataset() -> dict[str, list]:
+    return {
+        name: apply_split_file(read_cache(cache), SHARED / name / "splits.csv") for name, cache in DATASETS.items()
+    }
+
+
+def memoise_front_end() -> None:
+    """Compute musicnn's front-end output once per (track, hop) for all recipes; derive the
+    probe's features from it with the same network's back end, as `frozen_features` would."""
+    compute = feature_train.track_features
+    front_cache: dict = {}
+
+    def track_features(network, tracks, hop_seconds, device, progress=None):
+        config = network.config
+        source = "mtt" if config.pretrained == "mtt" else "msd"
+        key = (source, hop_seconds, tuple(t.key for t in tracks))
+        if key not in front_cache:
+            front_network = build("musicnn", freeze="front-end", pretrained=source)
+            front_network.init_backbone(str(ROOT / "weights" / f"musicnn-{source}.pt"))
+            front_network.eval()
+            front_cache[key] = compute(front_network, tracks, hop_seconds, device, progress)
+            print(f"front end ({source}): {sum(len(f) for f in front_cache[key])} clips cached", flush=True)
+        fronts = front_cache[key]
+        if config.freeze != "body":
+            return fronts
+        with torch.inference_mode():
+            pooled_pen = [network.back(f) for f in fronts]
+        return [pen if config.head == "penultimate" else pooled for pooled, pen in pooled_pen]
+
+    feature_train.track_features = track_features
+
+
+def score_run(run: Path, datasets: dict[str, list]) -> dict:
+    """Best checkpoint's scores on each valid split and both together (through predict's own path)."""
+    from mgcli.evaluate import evaluate_tracks
+
+    model = model_from_checkpoint(load_checkpoint(run / "best.pt"), torch.device("cpu"))
+    scores = {}
+    both = []
+    for name, tracks in datasets.items():
+        valid = [t for t in tracks if t.split == "valid"]
+        both += valid
+        report = evaluate_tracks(model, valid)
+        scores[name] = summary(report)
+    scores["both"] = summary(evaluate_tracks(model, both))
+    return scores
+
+
+def summary(report: dict) -> dict:
+    return {
+        "track_accuracy": report["track"]["accuracy"],
+        "macro_recall": report["track"]["macro"]["recall"],
+        "clip_accuracy": report["clip"]["accuracy"],
+        "tracks": report["track"]["count"],
+        "per_class_recall": {c["label"]: c["recall"] for c in report["track"]["per_class"] if c["support"]},
+        "confusion": report["track"]["confusion"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", help="recipes to run (default: all not yet in the results file)")
+    parser.add_argument("--redo", action="store_true", help="run recipes again even if recorded")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    datasets = tracks_by_dataset()
+    train = [t for tracks in datasets.values() for t in tracks if t.split == "train"]
+    valid = [t for tracks in datasets.values() for t in tracks if t.split == "valid"]
+    labels = labels_of(train + valid)
+    memoise_front_end()
+    for name in args.only or RECIPES:
+        if name in results and not args.redo:
+            continue
+        model, overrides, settings = RECIPES[name]
+        run = ROOT / "runs" / "musicnn" / name
+        config = TrainConfig(**settings)
+        history = fit(model, train, valid, labels, run, config, overrides, "cpu", resume=True)
+        best = max(history, key=lambda m: (m["valid_macro_recall"], m["valid_track_accuracy"], -m["valid_loss"]))
+        results[name] = {
+            "model": model, "settings": overrides, "train": asdict(config), "best_epoch": best["epoch"],
+            "valid": score_run(run, datasets),
+            "curve": [(m["valid_track_accuracy"], m["valid_macro_recall"]) for m in history],
+        }
+        RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+        both = results[name]["valid"]["both"]
+        print(f"{name}: both valid {both['track_accuracy']:.3f} acc / {both['macro_recall']:.3f} macro recall", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
