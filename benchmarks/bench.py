@@ -252,6 +252,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--folder-size", type=int, default=8)
     parser.add_argument("--quick", action="store_true", help="tiny model, short audio, one repeat")
+    parser.add_argument("--audio-dir", type=Path, help="write the generated audio here and keep it (for musicnn_tf_speed.py)")
     args = parser.parse_args()
     if args.quick:
         args.models, args.repeats, args.folder_size = ["tiny"], 1, 3
@@ -264,8 +265,10 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
+        audio_dir = args.audio_dir or workdir
+        audio_dir.mkdir(parents=True, exist_ok=True)
         short, long_seconds, hour_seconds = (3.0, 10.0, 60.0) if args.quick else (30.0, 240.0, 3600.0)
-        files = {"30s": workdir / "track.wav", "4min": workdir / "long.mp3"}
+        files = {"30s": audio_dir / "track.wav", "4min": audio_dir / "long.mp3"}
         files["short_label"], files["long_label"] = f"{short:g}-s", f"{long_seconds / 60:g}-min"
         sf.write(str(files["30s"]), music_like(short), SOURCE_RATE)
         sf.write(str(files["4min"]), music_like(long_seconds, seed=1), SOURCE_RATE)

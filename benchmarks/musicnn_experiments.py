@@ -5,8 +5,9 @@
 Trains every recipe below on GTZAN train + Emotify train, scores each on GTZAN valid,
 Emotify valid and both together, and writes each result to benchmarks/musicnn-results.json
 (kept in git) as soon as it exists. musicnn's front end is frozen in every recipe here, so
-its output is computed once per clip for all of them (`feature_train.track_features`,
-memoised below) and the recipes themselves take minutes. Needs the caches of
+its output is computed once per clip and kept in the dataset caches
+(`feature_train.track_features`): the first recipe waits for it (about 15 minutes on 2
+cores), the others take minutes. Needs the caches of
 `mgc preprocess ../shared/data/gtzan --out runs/gtzan-cache` (and emotify likewise).
 """
 
@@ -20,10 +21,8 @@ from pathlib import Path
 
 import torch
 
-from mgcli import feature_train
 from mgcli.checkpoint import load_checkpoint, model_from_checkpoint
 from mgcli.data import apply_split_file, labels_of, read_cache
-from mgcli.models import build
 from mgcli.train import TrainConfig, fit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,32 +49,6 @@ def tracks_by_dataset() -> dict[str, list]:
     return {
         name: apply_split_file(read_cache(cache), SHARED / name / "splits.csv") for name, cache in DATASETS.items()
     }
-
-
-def memoise_front_end() -> None:
-    """Compute musicnn's front-end output once per (track, hop) for all recipes; derive the
-    probe's features from it with the same network's back end, as `frozen_features` would."""
-    compute = feature_train.track_features
-    front_cache: dict = {}
-
-    def track_features(network, tracks, hop_seconds, device, progress=None):
-        config = network.config
-        source = "mtt" if config.pretrained == "mtt" else "msd"
-        key = (source, hop_seconds, tuple(t.key for t in tracks))
-        if key not in front_cache:
-            front_network = build("musicnn", freeze="front-end", pretrained=source)
-            front_network.init_backbone(str(ROOT / "weights" / f"musicnn-{source}.pt"))
-            front_network.eval()
-            front_cache[key] = compute(front_network, tracks, hop_seconds, device, progress)
-            print(f"front end ({source}): {sum(len(f) for f in front_cache[key])} clips cached", flush=True)
-        fronts = front_cache[key]
-        if config.freeze != "body":
-            return fronts
-        with torch.inference_mode():
-            pooled_pen = [network.back(f) for f in fronts]
-        return [pen if config.head == "penultimate" else pooled for pooled, pen in pooled_pen]
-
-    feature_train.track_features = track_features
 
 
 def score_run(run: Path, datasets: dict[str, list]) -> dict:
@@ -116,7 +89,6 @@ def main() -> None:
     train = [t for tracks in datasets.values() for t in tracks if t.split == "train"]
     valid = [t for tracks in datasets.values() for t in tracks if t.split == "valid"]
     labels = labels_of(train + valid)
-    memoise_front_end()
     for name in args.only or RECIPES:
         if name in results and not args.redo:
             continue

@@ -344,7 +344,9 @@ def train(
     eval_hop: Annotated[Optional[float], typer.Option(help="Validation clip hop in seconds.")] = None,
     seed: Seed = None,
     workers: Annotated[Optional[int], typer.Option(help="Data-loading worker processes.")] = None,
-    init_backbone: Annotated[Optional[Path], typer.Option(help="torchvision ResNet-18 weights file for the backbone.")] = None,
+    init_backbone: Annotated[Optional[Path], typer.Option(help="Pretrained weights: a torchvision ResNet-18 file, or a musicnn tagger checkpoint (musicnn models start from weights/musicnn-msd.pt without it).")] = None,
+    pretrained_lr_scale: Annotated[Optional[float], typer.Option(min=0.0, help="Learning rate of pretrained parameters relative to the new genre layer (default 1).")] = None,
+    feature_hop: Annotated[Optional[float], typer.Option(min=0.05, help="Models with a frozen part: seconds between the training clips whose features are cached (default 1.5).")] = None,
     cache: Cache = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last.pt.")] = False,
     device: Device = "auto",
@@ -368,6 +370,7 @@ def train(
         epochs=epochs, batch_size=batch_size, clips_per_track=clips_per_track, optimizer=optimizer, lr=lr,
         warmup_epochs=warmup_epochs, balance=balance, schedule=schedule, label_smoothing=label_smoothing,
         mix_prob=mix, masks=masks, eval_hop_seconds=eval_hop, seed=seed, workers=workers,
+        pretrained_lr_scale=pretrained_lr_scale, feature_hop_seconds=feature_hop,
     )
     pair_split_files(data, split_file)  # refused now if unpaired, missing or malformed, not after decoding the data
     check_output_folder(out_dir)

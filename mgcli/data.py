@@ -349,7 +349,7 @@ def preprocess(
                     on_track(track)
                 continue
             cache_file = f"audio/{hashlib.sha1(track.path.encode()).hexdigest()[:16]}.npy"
-            _save_atomic_npy(out / cache_file, _to_int16(wave))
+            save_npy_atomic(out / cache_file, _to_int16(wave))
             entry = {"path": track.path, "stamp": stamp, "cache_file": cache_file, "samples": len(wave)}
             report.cached += 1
         entries[track.path] = {**entry, "key": track.key, "label": track.label, "split": track.split}
@@ -412,7 +412,7 @@ def _write_index(cache: Path, entries: list[dict], failed: list[dict]) -> None:
     write_text_atomic(cache / "index.json", json.dumps(index, indent=1))
 
 
-def _save_atomic_npy(path: Path, array: np.ndarray) -> None:
+def save_npy_atomic(path: Path, array: np.ndarray) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
         np.save(f, array)

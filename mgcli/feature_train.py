@@ -1,18 +1,21 @@
-"""Training on a frozen part's cached output: the musicnn probe and the front-end-frozen fine-tune.
+"""Training on a frozen front end's cached output: the musicnn probe and the front-end-frozen fine-tune.
 
-When a pretrained network's first part is frozen (`freeze` in its config), that part gives
-every clip the same output in every epoch, so computing it each epoch would waste most of the
-training time (musicnn's front end is 95% of its cost). `fit_on_features` computes it once per
-clip, for overlapping clips of every training track (`feature_hop_seconds` apart) and for the
+When a pretrained network's front end is frozen (`freeze` in its config), it gives every clip
+the same output in every epoch, so computing it each epoch would waste most of the training
+time (musicnn's front end is 95% of its cost). `fit_on_features` computes it once per clip,
+for overlapping clips of every training track (`feature_hop_seconds` apart) and for the
 validation clips, and then trains the rest of the network on those features: each epoch
-draws `clips_per_track` cached clips per track. There is no waveform augmentation (the
-features are fixed); dropout and the class-weighted loss remain. Checkpoints, the log and
-the choice of the best epoch are those of `train.fit`, and the checkpoints are ordinary
-whole-network checkpoints that predict and evaluate read as any other.
+draws `clips_per_track` cached clips per track. Tracks from an `mgc preprocess` cache keep
+their features in it (FEATURES/<digest of the front end's weights>-<hop>/, beside the
+decoded audio), so the next run with the same front end starts at once. There is no
+waveform augmentation (the features are fixed); dropout and the class-weighted loss remain.
+Checkpoints, the log and the choice of the best epoch are those of `train.fit`, and the
+checkpoints are ordinary whole-network checkpoints that predict and evaluate read as any other.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import asdict
@@ -24,26 +27,45 @@ import torch
 from . import MgcError
 from .audio import cut_clips
 from .checkpoint import make_checkpoint, pick_device, place, save_checkpoint
-from .data import Track, epoch_seed, load_wave, to_float, write_text_atomic
+from .data import Track, epoch_seed, load_wave, save_npy_atomic, to_float, write_text_atomic
 from .evaluate import score_tracks
 from .predict import hop_samples
 
-FEATURE_BATCH = 16  # clips per forward pass of the frozen part
+FEATURE_BATCH = 16  # clips per forward pass of the front end
+FEATURES = "features"  # the folder, in a dataset cache, of cached front-end outputs
+FRONT_END_MODULES = ("front_end.", "input_norm.", "timbral.", "temporal.")
 
 
-def track_features(network: torch.nn.Module, tracks: list[Track], hop_seconds: float, device: torch.device,
-                   progress=None) -> list[torch.Tensor]:
-    """The frozen part's output for every clip of every track, [n_clips, ...] per track, on the CPU."""
+def track_features(network: torch.nn.Module, tracks: list[Track], hop_seconds: float, device: torch.device) -> list[torch.Tensor]:
+    """The front end's output for every clip of every track, [n_clips, channels, frames] per track, on the CPU.
+
+    Read from the dataset cache where an earlier run left it there; else computed (and left there).
+    """
     features = []
     hop = hop_samples(hop_seconds)
+    folder = f"{front_end_digest(network)}-{hop}"
     with torch.inference_mode():
         for track in tracks:
+            path = Path(track.cache_file).parent.parent / FEATURES / folder / Path(track.cache_file).name if track.cache_file else None
+            if path is not None and path.is_file():
+                features.append(torch.from_numpy(np.load(path)))
+                continue
             clips = torch.from_numpy(cut_clips(to_float(load_wave(track)), network.config.clip_samples, hop))
-            parts = [network.frozen_features(batch.to(device)).float().cpu() for batch in clips.split(FEATURE_BATCH)]
+            parts = [network.front_features(batch.to(device)).float().cpu() for batch in clips.split(FEATURE_BATCH)]
             features.append(torch.cat(parts))
-            if progress is not None:
-                progress()
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                save_npy_atomic(path, features[-1].numpy())
     return features
+
+
+def front_end_digest(network: torch.nn.Module) -> str:
+    """A digest of what the front end's output depends on: its weights and the clip length."""
+    digest = hashlib.sha1(str(network.config.clip_samples).encode())
+    for name, tensor in sorted(network.state_dict().items()):
+        if name.startswith(FRONT_END_MODULES):
+            digest.update(name.encode() + tensor.detach().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def fit_on_features(
@@ -57,7 +79,7 @@ def fit_on_features(
     place(network, torch_device)
     network.eval()
     began = time.perf_counter()
-    console.print(f"caching the frozen part's output: {len(train_tracks)} training tracks every "
+    console.print(f"front-end output (cached in the dataset caches where they are): {len(train_tracks)} training tracks every "
                   f"{config.feature_hop_seconds:g} s, {len(valid_tracks)} validation tracks every {config.eval_hop_seconds:g} s")
     train_features = track_features(network, train_tracks, config.feature_hop_seconds, torch_device)
     valid_features = track_features(network, valid_tracks, config.eval_hop_seconds, torch_device)
@@ -87,7 +109,7 @@ def fit_on_features(
             batch = plan[start : start + config.batch_size]
             features = torch.stack([train_features[t][c] for t, c in batch]).to(torch_device)
             targets = torch.tensor([train_targets[t] for t, _ in batch], device=torch_device)
-            logits = network.from_frozen_features(features)
+            logits = network.from_front_features(features)
             loss = clip_loss(logits, targets, weights, config.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -99,7 +121,7 @@ def fit_on_features(
                    "train_clip_accuracy": correct / len(plan)}
         if valid_tracks:
             with torch.inference_mode():
-                scored = [(target, network.from_frozen_features(f.to(torch_device)).float().cpu().numpy())
+                scored = [(target, network.from_front_features(f.to(torch_device)).float().cpu().numpy())
                           for target, f in zip(valid_targets, valid_features)]
             report = score_tracks(scored, labels, config.aggregate)
             metrics |= {

@@ -175,3 +175,25 @@ def test_unfrozen_musicnn_trains_end_to_end(tmp_path, tone_dataset):
     assert len(history) == 2
     state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["train"]["optimizer"]
     assert sorted(group["lr_scale"] for group in state["param_groups"]) == [0.1, 1.0]  # pretrained parts slower
+
+
+def test_front_end_features_are_kept_in_the_dataset_cache(tmp_path, tone_dataset):
+    from mgcli.data import find_tracks, preprocess, read_cache
+    from mgcli.feature_train import FEATURES, track_features
+    from mgcli.models import build
+
+    preprocess(find_tracks(tone_dataset)[:2], tmp_path / "cache")
+    tracks = read_cache(tmp_path / "cache")
+    torch.manual_seed(0)
+    network = build("musicnn", pretrained="", **TINY_MUSICNN).eval()
+    first = track_features(network, tracks, 1.0, torch.device("cpu"))
+    files = sorted((tmp_path / "cache" / FEATURES).rglob("*.npy"))
+    assert len(files) == 2
+    with torch.no_grad():  # the cached features are the network's own front-end output
+        network.timbral[0].conv.weight.mul_(1.0)
+    again = track_features(network, tracks, 1.0, torch.device("cpu"))
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    with torch.no_grad():  # another front end: other features, in a folder of their own
+        network.timbral[0].conv.weight.mul_(2.0)
+    other = track_features(network, tracks, 1.0, torch.device("cpu"))
+    assert not torch.equal(other[0], first[0]) and len(list((tmp_path / "cache" / FEATURES).iterdir())) == 2

@@ -152,8 +152,9 @@ class Musicnn(nn.Module):
 
     `head` picks the output: the tag logits, or a genre layer on the penultimate embedding or
     on the pooled 1506 features. `freeze` leaves part of a pretrained network as it is: the
-    front end (then training caches its output per clip once and trains the rest: mid end,
-    back end and genre layer), or the whole body (a probe: only the genre layer trains).
+    front end (then training caches its output per clip once, `front_features`, and trains
+    the rest: mid end, back end and genre layer), or the whole body (a probe: only the genre
+    layer trains).
     Frozen parts stay in eval mode. A pretrained network also keeps its BatchNorm statistics
     everywhere (its layers stay in eval mode; their scale and shift still train): a few
     hundred tracks estimate them worse than the Million Song Dataset did.
@@ -230,25 +231,19 @@ class Musicnn(nn.Module):
     def tag_logits_from_mel(self, log_mel: Tensor) -> Tensor:
         return self.tags(self.dropout(self.embed(log_mel)[1]))
 
-    def frozen_features(self, wave: Tensor) -> Tensor:
-        """What the frozen part computes: the genre layer's input (freeze="body"), else the front end's output."""
-        front = self.front(self.front_end(wave))
-        if self.config.freeze != "body":
-            return front
-        pooled, penultimate = self.back(front)
-        return penultimate if self.config.head == "penultimate" else pooled
+    def front_features(self, wave: Tensor) -> Tensor:
+        """The front end's output [B, 561, T]: what a frozen front end gives each clip in every epoch."""
+        return self.front(self.front_end(wave))
 
-    def from_frozen_features(self, features: Tensor) -> Tensor:
-        """The logits, from `frozen_features`: the part of the network that trains."""
-        if self.config.freeze != "body":
-            pooled, penultimate = self.back(features)
-            if self.head is None:
-                return self.tags(self.dropout(penultimate))
-            features = penultimate if self.config.head == "penultimate" else pooled
-        return self.head(self.head_dropout(features))
+    def from_front_features(self, front: Tensor) -> Tensor:
+        """The logits, from `front_features`."""
+        pooled, penultimate = self.back(front)
+        if self.head is None:
+            return self.tags(self.dropout(penultimate))
+        return self.head(self.head_dropout(penultimate if self.config.head == "penultimate" else pooled))
 
     def forward(self, wave: Tensor) -> Tensor:
-        return self.from_frozen_features(self.frozen_features(wave))
+        return self.from_front_features(self.front_features(wave))
 
     def init_backbone(self, path: str) -> int:
         """Load a musicnn tagger checkpoint (weights/musicnn-msd.pt) into everything but the genre layer."""
