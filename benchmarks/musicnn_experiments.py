@@ -23,6 +23,7 @@ import torch
 
 from mgcli.checkpoint import load_checkpoint, model_from_checkpoint
 from mgcli.data import apply_split_file, labels_of, read_cache
+from mgcli.evaluate import evaluate_datasets
 from mgcli.train import TrainConfig, fit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,11 +39,16 @@ RECIPES = {
     "probe-lr-pooled": ("musicnn-probe", {"head": "pooled"}, dict(ADAM, epochs=30, lr=0.003, weight_decay=1e-3)),
     "probe-lr-dropout": ("musicnn-probe", {"head_dropout": 0.5}, dict(ADAM, epochs=30, lr=0.003, weight_decay=1e-4)),
     # Mid end, back end and genre layer trained; pretrained parts at a tenth of the rate.
-    "finetune": ("musicnn", {}, dict(ADAM, epochs=20, lr=0.001, pretrained_lr_scale=0.1, weight_decay=1e-4)),
-    "finetune-dropout": ("musicnn", {"head_dropout": 0.5}, dict(ADAM, epochs=20, lr=0.001, pretrained_lr_scale=0.1, weight_decay=1e-4)),
-    "finetune-smooth": ("musicnn", {"head_dropout": 0.5}, dict(ADAM, epochs=20, lr=0.001, pretrained_lr_scale=0.1, weight_decay=1e-4, label_smoothing=0.1)),
-    "finetune-mtt": ("musicnn", {"pretrained": "mtt", "head_dropout": 0.5}, dict(ADAM, epochs=20, lr=0.001, pretrained_lr_scale=0.1, weight_decay=1e-4)),
+    "finetune": ("musicnn", {}, dict(ADAM, epochs=10, lr=0.001, pretrained_lr_scale=0.1, weight_decay=1e-4)),
+    "finetune-dropout": ("musicnn", {"head_dropout": 0.5}, dict(ADAM, epochs=10, lr=0.001, pretrained_lr_scale=0.1, weight_decay=1e-4)),
+    "finetune-smooth": ("musicnn", {"head_dropout": 0.5}, dict(ADAM, epochs=10, lr=0.001, pretrained_lr_scale=0.1, weight_decay=1e-4, label_smoothing=0.1)),
+    **{f"finetune-dropout-seed{seed}": ("musicnn", {"head_dropout": 0.5}, dict(ADAM, epochs=10, lr=0.001, pretrained_lr_scale=0.1, weight_decay=1e-4) | {"seed": seed})
+       for seed in range(1, 5)},
+    "finetune-mtt": ("musicnn", {"pretrained": "mtt", "head_dropout": 0.5}, dict(ADAM, epochs=10, lr=0.001, pretrained_lr_scale=0.1, weight_decay=1e-4)),
 }
+
+# The default's members: the dropout recipe from five seeds (last epochs; see weights/README.md).
+ENSEMBLE = ["finetune-dropout"] + [f"finetune-dropout-seed{seed}" for seed in range(1, 5)]
 
 
 def tracks_by_dataset() -> dict[str, list]:
@@ -51,20 +57,11 @@ def tracks_by_dataset() -> dict[str, list]:
     }
 
 
-def score_run(run: Path, datasets: dict[str, list]) -> dict:
-    """Best checkpoint's scores on each valid split and both together (through predict's own path)."""
-    from mgcli.evaluate import evaluate_tracks
-
-    model = model_from_checkpoint(load_checkpoint(run / "best.pt"), torch.device("cpu"))
-    scores = {}
-    both = []
-    for name, tracks in datasets.items():
-        valid = [t for t in tracks if t.split == "valid"]
-        both += valid
-        report = evaluate_tracks(model, valid)
-        scores[name] = summary(report)
-    scores["both"] = summary(evaluate_tracks(model, both))
-    return scores
+def score_run(run: Path, datasets: dict[str, list], checkpoint: str = "best.pt") -> dict:
+    """A checkpoint's scores on each valid split and both together, through predict's own path."""
+    model = model_from_checkpoint(load_checkpoint(run / checkpoint), torch.device("cpu"))
+    report = evaluate_datasets(model, {name: [t for t in tracks if t.split == "valid"] for name, tracks in datasets.items()})
+    return {name: summary(r) for name, r in report["datasets"].items()} | {"both": summary(report)}
 
 
 def summary(report: dict) -> dict:
@@ -83,7 +80,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help="recipes to run (default: all not yet in the results file)")
     parser.add_argument("--redo", action="store_true", help="run recipes again even if recorded")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # two threads ran its training steps 10x slower whenever anything else ran beside it
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     datasets = tracks_by_dataset()
     train = [t for tracks in datasets.values() for t in tracks if t.split == "train"]
@@ -91,6 +88,12 @@ def main() -> None:
     labels = labels_of(train + valid)
     for name in args.only or RECIPES:
         if name in results and not args.redo:
+            continue
+        if name == "ensemble":
+            results[name] = ensemble_row(ENSEMBLE, datasets)
+            RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+            both = results[name]["valid_last"]["both"]
+            print(f"{name}: both valid {both['track_accuracy']:.3f} acc / {both['macro_recall']:.3f} macro recall", flush=True)
             continue
         model, overrides, settings = RECIPES[name]
         run = ROOT / "runs" / "musicnn" / name
@@ -100,11 +103,25 @@ def main() -> None:
         results[name] = {
             "model": model, "settings": overrides, "train": asdict(config), "best_epoch": best["epoch"],
             "valid": score_run(run, datasets),
+            "valid_last": score_run(run, datasets, "last.pt"),
             "curve": [(m["valid_track_accuracy"], m["valid_macro_recall"]) for m in history],
         }
         RESULTS.write_text(json.dumps(results, indent=1) + "\n")
         both = results[name]["valid"]["both"]
         print(f"{name}: both valid {both['track_accuracy']:.3f} acc / {both['macro_recall']:.3f} macro recall", flush=True)
+
+
+def ensemble_row(members: list[str], datasets: dict[str, list]) -> dict:
+    """The ensemble of the members' last epochs (one shared front end), scored like the recipes."""
+    from mgcli.checkpoint import make_checkpoint, save_checkpoint
+    from mgcli.models.musicnn import ensemble_of
+
+    checkpoints = [load_checkpoint(ROOT / "runs" / "musicnn" / name / "last.pt") for name in members]
+    networks = [model_from_checkpoint(c, torch.device("cpu")).network for c in checkpoints]
+    run = ROOT / "runs" / "musicnn" / "ensemble"
+    save_checkpoint(make_checkpoint("musicnn-ensemble", ensemble_of(networks), checkpoints[0]["labels"]), run / "last.pt")
+    scores = score_run(run, datasets, "last.pt")
+    return {"model": "musicnn-ensemble", "members": members, "valid_last": scores}
 
 
 if __name__ == "__main__":

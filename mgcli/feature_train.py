@@ -29,11 +29,11 @@ from .audio import cut_clips
 from .checkpoint import make_checkpoint, pick_device, place, save_checkpoint
 from .data import Track, epoch_seed, load_wave, save_npy_atomic, to_float, write_text_atomic
 from .evaluate import score_tracks
+from .models.musicnn import FRONT_END_PREFIXES
 from .predict import hop_samples
 
 FEATURE_BATCH = 16  # clips per forward pass of the front end
 FEATURES = "features"  # the folder, in a dataset cache, of cached front-end outputs
-FRONT_END_MODULES = ("front_end.", "input_norm.", "timbral.", "temporal.")
 
 
 def track_features(network: torch.nn.Module, tracks: list[Track], hop_seconds: float, device: torch.device) -> list[torch.Tensor]:
@@ -63,7 +63,7 @@ def front_end_digest(network: torch.nn.Module) -> str:
     """A digest of what the front end's output depends on: its weights and the clip length."""
     digest = hashlib.sha1(str(network.config.clip_samples).encode())
     for name, tensor in sorted(network.state_dict().items()):
-        if name.startswith(FRONT_END_MODULES):
+        if name.startswith(FRONT_END_PREFIXES):
             digest.update(name.encode() + tensor.detach().cpu().numpy().tobytes())
     return digest.hexdigest()[:16]
 

@@ -41,6 +41,8 @@ TINY = {
                     backend_units=16, dropout=0.0),
     "musicnn-probe": dict(pretrained="", timbral_filters=8, temporal_filters=4, midend_filters=8, backend_units=16,
                           dropout=0.0),
+    "musicnn-ensemble": dict(pretrained="", freeze="none", members=2, timbral_filters=8, temporal_filters=4,
+                             midend_filters=8, backend_units=16, dropout=0.0),
     "musicnn-vgg": dict(clip_samples=48000, filters=8, dropout=0.0),  # VGG needs a whole 187-frame patch
 }
 TINY_CLIP = 4000

@@ -197,3 +197,32 @@ def test_front_end_features_are_kept_in_the_dataset_cache(tmp_path, tone_dataset
         network.timbral[0].conv.weight.mul_(2.0)
     other = track_features(network, tracks, 1.0, torch.device("cpu"))
     assert not torch.equal(other[0], first[0]) and len(list((tmp_path / "cache" / FEATURES).iterdir())) == 2
+
+
+def test_ensemble_averages_its_members_probabilities_on_one_front_end(tmp_path):
+    from mgcli.checkpoint import make_checkpoint, model_from_checkpoint, save_checkpoint
+    from mgcli.models import build
+    from mgcli.models.musicnn import ensemble_of
+
+    torch.manual_seed(0)
+    first = build("musicnn", pretrained="", n_classes=3, **TINY_MUSICNN)
+    members = [first]
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        member = build("musicnn", pretrained="", n_classes=3, **TINY_MUSICNN)
+        member.load_state_dict({k: v for k, v in first.state_dict().items() if not k.startswith(("head.", "midend."))}, strict=False)
+        members.append(member.eval())
+    ensemble = ensemble_of([m.eval() for m in members]).eval()
+    wave = torch.randn(4, TINY_MUSICNN["clip_samples"])
+    with torch.no_grad():
+        expected = torch.stack([m(wave).softmax(-1) for m in members]).mean(0)
+        torch.testing.assert_close(ensemble(wave).softmax(-1), expected, atol=1e-6, rtol=1e-5)
+    save_checkpoint(make_checkpoint("musicnn-ensemble", ensemble, ["a", "b", "c"]), tmp_path / "e.pt")
+    loaded = model_from_checkpoint(load_checkpoint(tmp_path / "e.pt"), torch.device("cpu")).network
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(wave), ensemble(wave))
+
+    torch.manual_seed(3)
+    stranger = build("musicnn", pretrained="", n_classes=3, **TINY_MUSICNN).eval()  # another front end
+    with pytest.raises(Exception, match="same front end"):
+        ensemble_of([members[0], stranger])

@@ -30,6 +30,9 @@ def test_the_wheel_carries_the_shipped_weights_and_finds_them(tmp_path):
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     assert (site / "mgcli" / "weights" / "default.pt").stat().st_size == (ROOT / "weights" / "default.pt").stat().st_size
+    # musicnn's weights ship with their ISC licence notice beside them
+    assert (site / "mgcli" / "weights" / "musicnn-msd.pt").is_file()
+    assert "Permission to use, copy, modify" in (site / "mgcli" / "weights" / "MUSICNN-LICENSE.md").read_text()
     found = subprocess.run(
         [sys.executable, "-c", "from mgcli.checkpoint import load_model; m = load_model(); print(m.name, len(m.labels))"],
         cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(site)}, capture_output=True, text=True, check=True,
