@@ -26,6 +26,7 @@ from torch import nn
 from . import MgcError
 from .audio import SAMPLE_RATE
 from .models import build
+from .models.musicnn import ensemble_of
 
 FORMAT = "mgcli-checkpoint-1"
 # Installed, the shipped weights are package data in mgcli/weights/; in a source checkout
@@ -157,6 +158,21 @@ def place(network: nn.Module, device: torch.device) -> nn.Module:
     """
     layout = torch.channels_last if getattr(network, "channels_last", True) else torch.contiguous_format
     return network.to(device, memory_format=layout)
+
+
+def ensemble_checkpoint(paths: list[str | Path]) -> dict:
+    """One musicnn-ensemble checkpoint of trained musicnn checkpoints that share their front end."""
+    if len(paths) < 2:
+        raise MgcError("an ensemble needs at least 2 checkpoints")
+    checkpoints = [load_checkpoint(path) for path in paths]
+    labels = checkpoints[0]["labels"]
+    for path, checkpoint in zip(paths, checkpoints):
+        if checkpoint["model"] != "musicnn":
+            raise MgcError(f"{path}: a {checkpoint['model']} checkpoint; an ensemble is made of musicnn ones")
+        if checkpoint["labels"] != labels:
+            raise MgcError(f"{path}: its labels differ from {paths[0]}'s")
+    networks = [model_from_checkpoint(c, torch.device("cpu"), str(p)).network for c, p in zip(checkpoints, paths)]
+    return make_checkpoint("musicnn-ensemble", ensemble_of(networks), labels)
 
 
 def default_weights() -> Path:

@@ -565,6 +565,21 @@ def export_checkpoint(
     )
 
 
+@app.command("ensemble")
+def ensemble_checkpoints(
+    members: Annotated[list[Path], typer.Argument(metavar="CKPT...", help="Trained musicnn checkpoints (freeze=front-end, one tagger).")],
+    out_file: Annotated[Path, typer.Option("--out", help="Checkpoint to write.")],
+) -> None:
+    """Join musicnn networks fine-tuned from one tagger into one model: one front end, their probabilities averaged."""
+    from .checkpoint import ensemble_checkpoint, save_checkpoint
+    from .data import check_output_file
+
+    check_output_file(out_file)
+    checkpoint = ensemble_checkpoint(members)
+    save_checkpoint(checkpoint, out_file)
+    out.print(Text(f"written: {out_file} (musicnn-ensemble of {len(members)}, {len(checkpoint['labels'])} labels)"))
+
+
 # ---------------------------------------------------------------- explain and inspect
 # In help text "\\[plot]" is rich markup's escape: typer would otherwise take "[plot]" for a style.
 

@@ -226,3 +226,37 @@ def test_ensemble_averages_its_members_probabilities_on_one_front_end(tmp_path):
     stranger = build("musicnn", pretrained="", n_classes=3, **TINY_MUSICNN).eval()  # another front end
     with pytest.raises(Exception, match="same front end"):
         ensemble_of([members[0], stranger])
+
+
+def test_mgc_ensemble_joins_checkpoints_and_refuses_others(tmp_path, capsys):
+    from mgcli.checkpoint import load_model, make_checkpoint, save_checkpoint
+    from mgcli.cli import main
+    from mgcli.models import build
+
+    torch.manual_seed(0)
+    first = build("musicnn", pretrained="", n_classes=2, **TINY_MUSICNN)
+    paths = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        member = build("musicnn", pretrained="", n_classes=2, **TINY_MUSICNN)
+        member.load_state_dict({k: v for k, v in first.state_dict().items() if not k.startswith("head.")}, strict=False)
+        paths.append(tmp_path / f"m{seed}.pt")
+        save_checkpoint(make_checkpoint("musicnn", member, ["low", "high"]), paths[-1])
+    save_checkpoint(make_checkpoint("bbnn", build("bbnn", n_classes=2), ["low", "high"]), tmp_path / "bbnn.pt")
+
+    def mgc(*argv: str) -> int:
+        import sys
+
+        sys.argv = ["mgc", *argv]
+        try:
+            main()
+        except SystemExit as exit:
+            return int(exit.code or 0)
+        return 0
+
+    assert mgc("ensemble", *map(str, paths), "--out", str(tmp_path / "e.pt")) == 0
+    model = load_model(tmp_path / "e.pt", "cpu")
+    assert model.name == "musicnn-ensemble" and len(model.network.members) == 3 and model.labels == ["low", "high"]
+    assert mgc("ensemble", str(paths[0]), str(tmp_path / "bbnn.pt"), "--out", str(tmp_path / "x.pt")) == 2
+    assert "an ensemble is made of musicnn ones" in capsys.readouterr().err
+    assert not (tmp_path / "x.pt").exists()
