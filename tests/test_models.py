@@ -207,6 +207,7 @@ def test_describe_lists_every_model():
     assert [row["name"] for row in rows] == [
         "ms-sincresnet", "sincresnet", "sincnet", "resnet-mel",
         "samplecnn", "samplecnn-mlms", "bbnn", "broadcast", "multi-input", "mel-linear",
+        "musicnn", "musicnn-probe", "musicnn-ensemble", "musicnn-vgg",
     ]  # fmt: skip
     for row in rows:
         assert row["parameters"] > 0 and row["summary"]
