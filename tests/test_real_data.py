@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -52,6 +53,10 @@ def test_the_shipped_default_names_a_genre_for_every_real_clip_it_is_given():
         assert model.labels[int(result.probabilities.argmax())] in model.labels and len(model.labels) == 10
 
 
+@pytest.mark.skipif(
+    not os.environ.get("MGC_SLOW_CHECKS"),
+    reason="re-scores the card's 2,091 valid clips with musicnn, about 2 minutes: set MGC_SLOW_CHECKS=1",
+)
 def test_the_model_card_quotes_what_the_shipped_weights_score():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from model_card import figures_markdown, valid_reports
