@@ -73,7 +73,7 @@ def fit_on_features(
     labels: list[str], out: Path, config, device: str, console,
 ) -> list[dict]:
     """Train the unfrozen part of `network` on cached features of its frozen part (see the module doc)."""
-    from .train import _class_weights, _epoch_line, _is_better, _optimizer, clip_loss, learning_rate
+    from .train import _class_weights, _epoch_line, _is_better, _optimizer, clip_loss, learning_rate, valid_metrics
 
     torch_device = pick_device(device)
     place(network, torch_device)
@@ -123,14 +123,7 @@ def fit_on_features(
             with torch.inference_mode():
                 scored = [(target, network.from_front_features(f.to(torch_device)).float().cpu().numpy())
                           for target, f in zip(valid_targets, valid_features)]
-            report = score_tracks(scored, labels, config.aggregate)
-            metrics |= {
-                "valid_loss": report["loss"],
-                "valid_clip_accuracy": report["clip"]["accuracy"],
-                "valid_track_accuracy": report["track"]["accuracy"],
-                "valid_macro_recall": report["track"]["macro"]["recall"],
-                "valid_track_accuracy_by_aggregate": report["track_accuracy"],
-            }
+            metrics |= valid_metrics(score_tracks(scored, labels, config.aggregate))
         metrics["seconds"] = round(time.perf_counter() - began, 2)
         history.append(metrics)
         is_best = _is_better(metrics, best)

@@ -174,6 +174,17 @@ def _clip_loader(dataset: TrainClips, batch_size: int, config: TrainConfig, devi
     )
 
 
+def valid_metrics(report: dict) -> dict:
+    """The validation figures logged each epoch, from an `evaluate.score_tracks` report."""
+    return {
+        "valid_loss": report["loss"],
+        "valid_clip_accuracy": report["clip"]["accuracy"],
+        "valid_track_accuracy": report["track"]["accuracy"],
+        "valid_macro_recall": report["track"]["macro"]["recall"],
+        "valid_track_accuracy_by_aggregate": report["track_accuracy"],
+    }
+
+
 def _is_better(metrics: dict, best: dict | None) -> bool:
     if best is None or "valid_macro_recall" not in metrics:  # no validation: the latest is best
         return True
@@ -338,14 +349,7 @@ def fit(
             "train_loss": total_loss / seen, "train_clip_accuracy": correct / seen,
         }
         if valid_tracks:
-            report = evaluate_tracks(model, valid_tracks, config.eval_hop_seconds, config.aggregate)
-            metrics |= {
-                "valid_loss": report["loss"],
-                "valid_clip_accuracy": report["clip"]["accuracy"],
-                "valid_track_accuracy": report["track"]["accuracy"],
-                "valid_macro_recall": report["track"]["macro"]["recall"],
-                "valid_track_accuracy_by_aggregate": report["track_accuracy"],
-            }
+            metrics |= valid_metrics(evaluate_tracks(model, valid_tracks, config.eval_hop_seconds, config.aggregate))
         metrics["seconds"] = round(time.perf_counter() - began, 2)
         history.append(metrics)
 
