@@ -32,11 +32,21 @@ import soundfile as sf
 import torch
 
 from mgcli.audio import CLIP_SAMPLES, SAMPLE_RATE, load
-from mgcli.checkpoint import GenreModel, load_model, pick_device, place
-from mgcli.data import Augment, TrainClips, find_tracks, preprocess
+from mgcli.clips import hop_samples
+from mgcli.inference import (
+    GenreModel,
+    classify,
+    classify_files,
+    load_model,
+    pick_device,
+    place,
+    track_logits,
+)
 from mgcli.models import build, count_parameters
 from mgcli.models.sincresnet import SincResNet
-from mgcli.predict import classify, classify_files, hop_samples, track_logits
+from mgcli.training.augment import Augment, TrainClips
+from mgcli.training.cache import preprocess
+from mgcli.training.datasets import find_tracks
 
 SOURCE_RATE = 44_100  # the files are written at CD rate, so every prediction includes resampling
 GENRES = ["blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock"]
@@ -208,8 +218,8 @@ def peak_memory_rows(spec: str, device: str, path: Path, quick: bool, label: str
         "import sys\n"
         "sys.path.insert(0, sys.argv[1])\n"
         "from bench import open_model\n"
-        "from mgcli.checkpoint import pick_device\n"
-        "from mgcli.predict import classify\n"
+        "from mgcli.inference import pick_device\n"
+        "from mgcli.inference import classify\n"
         "def peak():\n"
         "    lines = open('/proc/self/status').read().splitlines()\n"
         "    return next(int(line.split()[1]) for line in lines if line.startswith('VmHWM'))\n"

@@ -22,12 +22,11 @@ import json
 from pathlib import Path
 
 import torch
-
 from bench import timed
-from mgcli.checkpoint import GenreModel, load_model
-from mgcli.data import find_tracks, split_tracks
-from mgcli.evaluate import evaluate_tracks
-from mgcli.predict import classify
+
+from mgcli.inference import GenreModel, classify, load_model
+from mgcli.training.datasets import find_tracks, split_tracks
+from mgcli.training.evaluate import evaluate_tracks
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"

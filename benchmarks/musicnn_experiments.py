@@ -21,10 +21,12 @@ from pathlib import Path
 
 import torch
 
-from mgcli.checkpoint import load_checkpoint, model_from_checkpoint
-from mgcli.data import apply_split_file, labels_of, read_cache
-from mgcli.evaluate import evaluate_datasets
-from mgcli.train import TrainConfig, fit
+from mgcli.checkpoint import load_checkpoint
+from mgcli.inference import model_from_checkpoint
+from mgcli.training.cache import read_cache
+from mgcli.training.datasets import apply_split_file, labels_of
+from mgcli.training.evaluate import evaluate_datasets
+from mgcli.training.train import TrainConfig, fit
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"

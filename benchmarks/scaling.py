@@ -30,8 +30,9 @@ from pathlib import Path
 
 import torch
 
-from mgcli.checkpoint import load_checkpoint, load_model
+from mgcli.checkpoint import load_checkpoint
 from mgcli.export import export_model
+from mgcli.inference import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 GTZAN = ROOT.parent / "shared" / "data" / "gtzan"

@@ -30,11 +30,10 @@ from pathlib import Path
 
 import soundfile as sf
 import torch
+from bench import SOURCE_RATE, music_like, timed
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench import SOURCE_RATE, music_like, timed
-from mgcli.checkpoint import GenreModel, load_model
-from mgcli.predict import classify
+from mgcli.inference import GenreModel, classify, load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "zoo-results.json"

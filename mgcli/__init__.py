@@ -14,14 +14,20 @@ class MgcError(Exception):
     """An error the user can act on: the CLI prints it on one line, no traceback."""
 
 
+def first_line(error: BaseException | str) -> str:
+    """The first line of an error's message (200 characters at most), for one-line reports; its type without one."""
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
+
+
 def __getattr__(name: str):
     """`mgcli.load_model` and `mgcli.classify`, imported on first use (they need torch)."""
     if name == "load_model":
-        from .checkpoint import load_model
+        from .inference import load_model
 
         return load_model
     if name == "classify":
-        from .predict import classify
+        from .inference import classify
 
         return classify
     raise AttributeError(f"module 'mgcli' has no attribute {name!r}")

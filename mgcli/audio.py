@@ -12,13 +12,13 @@ import contextlib
 import os
 import re
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from . import MgcError
+from . import MgcError, first_line
 
 SAMPLE_RATE = 16_000
 CLIP_SECONDS = 3.0
@@ -152,7 +152,7 @@ def _read_blocks(sound, path: Path, block_frames: int) -> Iterator[np.ndarray]:
     except AudioError:
         raise
     except Exception as error:
-        raise AudioError(f"{path}: decoding failed part-way ({_first_line(error)})") from None
+        raise AudioError(f"{path}: decoding failed part-way ({_libsndfile_reason(error)})") from None
 
 
 @contextlib.contextmanager
@@ -170,76 +170,26 @@ def _quiet_stderr() -> Iterator[None]:
         os.close(saved)
 
 
+def _libsndfile_reason(error: Exception) -> str:
+    # libsndfile's errors repeat the path; its error_string alone says what went wrong.
+    return first_line(getattr(error, "error_string", "") or error)
+
+
 def _decode_reason(path: str | Path, error: Exception) -> str:
     path = Path(path)
     if path.exists() and path.stat().st_size == 0:
         return "empty file"
-    detail = _first_line(error)
+    detail = _libsndfile_reason(error)
     if "does not exist" in detail:  # libsndfile's word for a stream it cannot parse at all
         detail = "format not recognised"
     return f"not a readable audio file ({detail})"
 
 
-def _first_line(error: Exception) -> str:
-    # libsndfile's errors repeat the path; its error_string alone says what went wrong.
-    text = str(getattr(error, "error_string", "") or error).strip().splitlines()
-    return text[0] if text else type(error).__name__
+def hz_to_mel(hz: float | np.ndarray) -> np.ndarray:
+    """The mel scale (O'Shaughnessy's formula, as HTK and SincNet use it): 2595 log10(1 + f / 700)."""
+    return 2595.0 * np.log10(1.0 + np.asarray(hz) / 700.0)
 
 
-def clip_at(wave: np.ndarray, start: int, length: int = CLIP_SAMPLES) -> np.ndarray:
-    """The `length` samples from `start`, zero-padded past the end (never wrapped round)."""
-    clip = np.asarray(wave[start : start + length], dtype=np.float32)
-    if len(clip) < length:
-        clip = np.pad(clip, (0, length - len(clip)))
-    return clip
-
-
-def iter_spans(
-    blocks: Iterable[np.ndarray], length: int = CLIP_SAMPLES, hop: int = CLIP_SAMPLES, max_clips: int = 1
-) -> Iterator[tuple[np.ndarray, int]]:
-    """The clip cutter: clips of `length` every `hop` samples over consecutive audio blocks.
-
-    Yields (span, n): up to `max_clips` consecutive clips in one array, clip i being
-    span[i * hop : i * hop + length]; a span holds its clips' overlap once, so a model can
-    filter it once (SincResNet.span_logits). A track shorter than one clip gives one
-    zero-padded clip. A longer one ends with a zero-padded clip when its unheard tail fills at
-    least half a clip: a sliver of real audio in a clip of zeros would only add a meaningless
-    vote. Nothing is wrapped round. Only the current block and one span are held in memory.
-    """
-    if hop <= 0:
-        raise MgcError(f"hop must be positive, got {hop} samples")
-    span_length = length + (max_clips - 1) * hop
-    buffer = np.zeros(0, np.float32)
-    offset = 0  # track position of buffer[0]
-    next_start = 0  # track position of the next clip to yield
-    for block in blocks:
-        buffer = np.concatenate([buffer, block])
-        while next_start + span_length <= offset + len(buffer):
-            yield clip_at(buffer, next_start - offset, span_length), max_clips
-            next_start += max_clips * hop
-        drop = min(next_start - offset, len(buffer))
-        buffer, offset = buffer[drop:], offset + drop
-    n_samples = offset + len(buffer)
-    n_left = max(0, (n_samples - next_start - length) // hop + 1)  # whole clips not yet yielded
-    tail_start = next_start + n_left * hop
-    unheard_tail = n_samples - max(tail_start, tail_start - hop + length)
-    if tail_start == 0 or (unheard_tail > 0 and n_samples - tail_start >= length // 2):
-        n_left += 1
-    while n_left:
-        n = min(n_left, max_clips)
-        yield clip_at(buffer, next_start - offset, length + (n - 1) * hop), n
-        next_start += n * hop
-        n_left -= n
-
-
-def iter_clips(
-    blocks: Iterable[np.ndarray], length: int = CLIP_SAMPLES, hop: int = CLIP_SAMPLES
-) -> Iterator[np.ndarray]:
-    """The clips of iter_spans, one at a time."""
-    for clip, _ in iter_spans(blocks, length, hop):
-        yield clip
-
-
-def cut_clips(wave: np.ndarray, length: int = CLIP_SAMPLES, hop: int = CLIP_SAMPLES) -> np.ndarray:
-    """All clips of a decoded track as a [n_clips, length] float32 array."""
-    return np.stack(list(iter_clips([wave], length, hop)))
+def mel_to_hz(mel):
+    """The inverse of `hz_to_mel`, for floats, numpy arrays and tensors alike."""
+    return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)

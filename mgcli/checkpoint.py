@@ -13,18 +13,16 @@ A checkpoint is a plain dict (so `torch.load(..., weights_only=True)` reads it):
 from __future__ import annotations
 
 import dataclasses
-import os
-import time
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from . import MgcError
+from . import MgcError, first_line
 from .audio import SAMPLE_RATE
+from .files import write_atomic
 from .models import build
 from .models.musicnn import ensemble_of
 
@@ -33,42 +31,6 @@ FORMAT = "mgcli-checkpoint-1"
 # (or an editable install) they sit in weights/ beside the package.
 _PACKAGE = Path(__file__).resolve().parent
 WEIGHTS_DIR = next((d for d in (_PACKAGE / "weights", _PACKAGE.parent / "weights") if d.is_dir()), _PACKAGE / "weights")
-
-
-@dataclass
-class GenreModel:
-    """A model ready to classify: the network, its labels and where it runs."""
-
-    name: str
-    network: nn.Module
-    labels: list[str]
-    device: torch.device
-    fast_path: bool = True  # use the network's exact span_logits where it has one; False: clip by clip
-
-    @property
-    def clip_samples(self) -> int:
-        return self.network.config.clip_samples
-
-    @property
-    def batch_size(self) -> int:
-        """Clips per forward pass when the caller names none.
-
-        4 on the CPU: a few clips' activations stay in the per-core cache, where 16 clips' do
-        not (BBNN: a 4-min track in 1.2 s instead of 1.8; the sinc fast path is as fast with
-        4-clip spans as with 16; see docs/performance.md). 16 on CUDA, which wants big batches.
-        """
-        return 16 if self.device.type == "cuda" else 4
-
-
-def pick_device(device: str = "auto") -> torch.device:
-    """"auto" is CUDA when present, else the CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise MgcError(f"unknown device {device!r} (use auto, cpu or cuda)")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise MgcError("CUDA was asked for but no CUDA device is available (use --device cpu)")
-    return torch.device(device)
 
 
 def make_checkpoint(name: str, network: nn.Module, labels: list[str], train: dict | None = None) -> dict:
@@ -87,11 +49,7 @@ def make_checkpoint(name: str, network: nn.Module, labels: list[str], train: dic
 
 def save_checkpoint(checkpoint: dict, path: str | Path) -> None:
     """Write atomically: an interrupted save leaves the previous file intact."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(checkpoint, tmp)
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: torch.save(checkpoint, tmp))
 
 
 def load_checkpoint(path: str | Path) -> dict:
@@ -104,7 +62,7 @@ def load_checkpoint(path: str | Path) -> dict:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise MgcError(f"{path}: not a readable checkpoint ({_first_line(error)})") from None
+        raise MgcError(f"{path}: not a readable checkpoint ({first_line(error)})") from None
     required = {"format", "model", "config", "labels", "audio", "state_dict"}
     if not isinstance(checkpoint, dict) or not required <= set(checkpoint) or checkpoint["format"] != FORMAT:
         raise MgcError(f"{path}: not an mgcli checkpoint")
@@ -120,18 +78,13 @@ def _check_crcs(path: Path) -> None:
         with zipfile.ZipFile(path) as archive:
             damaged = archive.testzip()
     except Exception as error:  # a damaged member header
-        raise MgcError(f"{path}: damaged checkpoint ({_first_line(error)}); copy or train it again") from None
+        raise MgcError(f"{path}: damaged checkpoint ({first_line(error)}); copy or train it again") from None
     if damaged:
         raise MgcError(f"{path}: damaged checkpoint ({damaged} fails its CRC check); copy or train it again")
 
 
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:200] if text else type(error).__name__
-
-
-def model_from_checkpoint(checkpoint: dict, device: torch.device, source: str = "checkpoint") -> GenreModel:
-    """Rebuild the network a checkpoint describes and load its weights."""
+def network_from_checkpoint(checkpoint: dict, source: str = "checkpoint") -> nn.Module:
+    """Rebuild the network a checkpoint describes, on the CPU, and load its weights."""
     network = build(checkpoint["model"], **checkpoint["config"])
     labels = list(checkpoint["labels"])
     if len(labels) != network.config.n_classes:  # every prediction would name the wrong genre, or crash
@@ -141,23 +94,8 @@ def model_from_checkpoint(checkpoint: dict, device: torch.device, source: str = 
     try:
         network.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as error:
-        first = str(error).strip().splitlines()[0]
-        raise MgcError(f"{source}: its weights do not fit model {checkpoint['model']!r} ({first})") from None
-    place(network, device).eval()
-    return GenreModel(checkpoint["model"], network, labels, device)
-
-
-def place(network: nn.Module, device: torch.device) -> nn.Module:
-    """Move a network to `device`, its 2D convolution weights in channels-last layout.
-
-    oneDNN runs NHWC convolutions about twice as fast as NCHW on these CPUs (BBNN: 1.9x per
-    training step, 2x in inference), and CUDA's tensor cores prefer NHWC too. Networks
-    without 2D convolutions are unaffected; the outputs agree to float rounding (2e-6).
-    A network whose 2D convolutions have one input channel (musicnn's front end) says
-    `channels_last = False`: oneDNN ran those 1.8x slower in NHWC.
-    """
-    layout = torch.channels_last if getattr(network, "channels_last", True) else torch.contiguous_format
-    return network.to(device, memory_format=layout)
+        raise MgcError(f"{source}: its weights do not fit model {checkpoint['model']!r} ({first_line(error)})") from None
+    return network
 
 
 def ensemble_checkpoint(paths: list[str | Path]) -> dict:
@@ -171,7 +109,7 @@ def ensemble_checkpoint(paths: list[str | Path]) -> dict:
             raise MgcError(f"{path}: a {checkpoint['model']} checkpoint; an ensemble is made of musicnn ones")
         if checkpoint["labels"] != labels:
             raise MgcError(f"{path}: its labels differ from {paths[0]}'s")
-    networks = [model_from_checkpoint(c, torch.device("cpu"), str(p)).network for c, p in zip(checkpoints, paths)]
+    networks = [network_from_checkpoint(c, str(p)) for c, p in zip(checkpoints, paths)]
     return make_checkpoint("musicnn-ensemble", ensemble_of(networks), labels)
 
 
@@ -182,44 +120,3 @@ def default_weights() -> Path:
     return path
 
 
-def load_model(weights: str | Path | None = None, device: str = "auto") -> GenreModel:
-    """Load a trained classifier from a checkpoint file (default: the shipped weights).
-
-    On the CPU it also sets torch's thread count to the cores that other processes left idle
-    while it loaded (see `idle_cores`), unless OMP_NUM_THREADS says otherwise.
-    """
-    before = cpu_sample()
-    path = Path(weights) if weights else default_weights()
-    model = model_from_checkpoint(load_checkpoint(path), pick_device(device), str(path))
-    if model.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(idle_cores(before))
-    return model
-
-
-def cpu_sample() -> tuple[float, float, float] | None:
-    """(busy seconds of all cores, this process's CPU seconds, wall seconds) now; None where /proc/stat is absent."""
-    try:
-        with open("/proc/stat") as stat:
-            ticks = [int(field) for field in stat.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    tick = os.sysconf("SC_CLK_TCK")
-    idle = ticks[3] + ticks[4]  # idle + iowait
-    times = os.times()
-    return (sum(ticks[:8]) - idle) / tick, times.user + times.system, time.monotonic()
-
-
-def idle_cores(since: tuple[float, float, float] | None) -> int:
-    """How many of this machine's cores other processes left idle since `since` (at least 1).
-
-    Why: two intra-op threads on two cores, one of them busy with another program (a browser,
-    a music player), wait on each other at every operation: a model went from 26 ms to
-    90-225 ms per clip there (bbnn, measured for issue 16), while one thread took 45 ms. So mgcli uses the cores it finds
-    free. Its own CPU time in the window is not counted as busy.
-    """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    now = cpu_sample()
-    if since is None or now is None or now[2] - since[2] < 0.02:
-        return cores
-    others_busy = max(0.0, (now[0] - since[0]) - (now[1] - since[1])) / (now[2] - since[2])
-    return max(1, min(cores, round(cores - others_busy)))

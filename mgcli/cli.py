@@ -14,7 +14,13 @@ from rich.text import Text
 
 from . import MgcError, __version__
 from .audio import DEFAULT_HOP_SECONDS
-from .plot import CUTOFFS_PIXELS, EXPLAIN_PIXELS, RESPONSES_PIXELS, SPECTROGRAMS_PIXELS, TIMELINE_PIXELS
+from .explain.plot import (
+    CUTOFFS_PIXELS,
+    EXPLAIN_PIXELS,
+    RESPONSES_PIXELS,
+    SPECTROGRAMS_PIXELS,
+    TIMELINE_PIXELS,
+)
 
 app = typer.Typer(
     help="Music genre classification: MS-SincResNet and friends.",
@@ -113,16 +119,23 @@ def predict(
     device: Device = "auto",
 ) -> None:
     """Tag audio files with their genre."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     from .audio import SAMPLE_RATE
-    from .checkpoint import load_model
-    from .data import check_output_file, find_audio, parse_shard, shard_files
-    from .plot import draw_timeline, require_matplotlib
-    from .predict import (
-        AGGREGATIONS, CsvWriter, TimelineCsvWriter, classify_files, hop_samples, result_dict, timeline as segments_of,
-        top_k as best_of, write_json,
-    )
+    from .catalogue import find_audio, parse_shard, shard_files
+    from .clips import hop_samples
+    from .explain.plot import draw_timeline, require_matplotlib
+    from .files import check_output_file
+    from .inference import AGGREGATIONS, classify_files, load_model
+    from .inference import timeline as segments_of
+    from .inference import top_k as best_of
+    from .writers import CsvWriter, TimelineCsvWriter, result_dict, write_json
 
     if aggregate not in AGGREGATIONS:
         raise MgcError(f"unknown aggregation {aggregate!r} (use {', '.join(AGGREGATIONS)})")
@@ -223,8 +236,12 @@ def tags(
     device: Device = "auto",
 ) -> None:
     """musicnn's tags (genre, mood, era, instruments) with their probabilities: sigmoid per 3-s clip, mean over the track."""
-    from .data import check_output_file, find_audio
-    from .predict import CsvWriter, hop_samples, load_tagger, tag_files, tags_dict, top_k as best_of, write_json
+    from .catalogue import find_audio
+    from .clips import hop_samples
+    from .files import check_output_file
+    from .inference import top_k as best_of
+    from .tags import load_tagger, tag_files
+    from .writers import CsvWriter, tags_dict, write_json
 
     hop_samples(hop)  # these refuse bad input now, before the model is loaded or any file read
     for output in (csv, json_out):
@@ -274,7 +291,9 @@ def preprocess(
     """Decode a dataset once into a compact 16 kHz cache that train and evaluate read."""
     from rich.progress import Progress
 
-    from .data import check_output_folder, find_tracks, preprocess as build_cache
+    from .files import check_output_folder
+    from .training.cache import preprocess as build_cache
+    from .training.datasets import find_tracks
 
     check_output_folder(out_dir)
     tracks = find_tracks(data)
@@ -290,7 +309,7 @@ def preprocess(
 
 def _load_datasets(data: list[Path], split_files: list[Path], caches: list[Path] | None) -> list:
     """`data.load_datasets`, saying what it decodes and which tracks it skips."""
-    from .data import load_datasets
+    from .training.datasets import load_datasets
 
     datasets = load_datasets(data, split_files, caches, notify=lambda message: err.print(message, highlight=False))
     for dataset in datasets:
@@ -301,7 +320,7 @@ def _load_datasets(data: list[Path], split_files: list[Path], caches: list[Path]
 
 def _warn_absent(datasets: list, splits: tuple[str, ...]) -> None:
     """Name the tracks each split file gives to `splits` that its dataset lacks: else they go unscored without a word."""
-    from .data import absent_from_split_file
+    from .training.datasets import absent_from_split_file
 
     for dataset in datasets:
         absent = absent_from_split_file(dataset.tracks, dataset.split_file, splits) if dataset.split_file else []
@@ -312,7 +331,7 @@ def _warn_absent(datasets: list, splits: tuple[str, ...]) -> None:
 
 
 def _train_config(**values) -> "TrainConfig":
-    from .train import TrainConfig
+    from .training.train import TrainConfig
 
     return TrainConfig(**{k: v for k, v in values.items() if v is not None})
 
@@ -357,11 +376,18 @@ def train(
     """
     import torch
 
-    from .checkpoint import pick_device
-    from .data import cache_folders, check_output_folder, describe_counts, labels_of, pair_split_files, split_datasets
-    from .distributed import from_main, process_group, rank
+    from .files import check_output_folder
+    from .inference import pick_device
     from .models import build
-    from .train import fit
+    from .training.datasets import (
+        cache_folders,
+        describe_counts,
+        labels_of,
+        pair_split_files,
+        split_datasets,
+    )
+    from .training.distributed import from_main, process_group, rank
+    from .training.train import fit
 
     overrides = _parse_sets(set_)
     with torch.device("meta"):  # a wrong name, key or value fails now, not after decoding the data
@@ -415,10 +441,11 @@ def crossval(
     device: Device = "auto",
 ) -> None:
     """K-fold cross-validation as the paper ran it: train and test on every fold, mean ± std."""
-    from .data import cache_folders, check_output_folder, labels_of
-    from .distributed import launched
+    from .files import check_output_folder
     from .models import make_config
-    from .train import cross_validate
+    from .training.datasets import cache_folders, labels_of
+    from .training.distributed import launched
+    from .training.train import cross_validate
 
     if launched():  # every rank would run every fold into the same folder
         raise MgcError("crossval runs in one process; under torchrun train each fold: mgc train --folds K --fold I")
@@ -462,10 +489,16 @@ def evaluate(
 
     With several --data: each dataset's scores, then all of them together.
     """
-    from .checkpoint import load_model
-    from .data import SPLITS, check_output_file, load_datasets, pair_split_files, tracks_in_split, write_text_atomic
-    from .evaluate import evaluate_datasets, evaluate_tracks
-    from .predict import AGGREGATIONS, hop_samples
+    from .clips import hop_samples
+    from .files import check_output_file, write_text_atomic
+    from .inference import AGGREGATIONS, load_model
+    from .training.datasets import (
+        SPLITS,
+        load_datasets,
+        pair_split_files,
+        tracks_in_split,
+    )
+    from .training.evaluate import evaluate_datasets, evaluate_tracks
 
     if aggregate not in AGGREGATIONS:
         raise MgcError(f"unknown aggregation {aggregate!r} (use {', '.join(AGGREGATIONS)})")
@@ -552,9 +585,9 @@ def export_checkpoint(
     weights: Annotated[Optional[str], typer.Argument(metavar="CKPT", help="Checkpoint to export, or `default` for the shipped weights (the default).")] = None,
 ) -> None:
     """Write a model as one ONNX or TorchScript file that runs without mgcli: waveform clips in, logits out."""
-    from .checkpoint import load_model
-    from .data import check_output_file
     from .export import export_model
+    from .files import check_output_file
+    from .inference import load_model
 
     check_output_file(out_file)
     model = load_model(None if weights in (None, "default") else weights, "cpu")
@@ -572,7 +605,7 @@ def ensemble_checkpoints(
 ) -> None:
     """Join musicnn networks fine-tuned from one tagger into one model: one front end, their probabilities averaged."""
     from .checkpoint import ensemble_checkpoint, save_checkpoint
-    from .data import check_output_file
+    from .files import check_output_file
 
     check_output_file(out_file)
     checkpoint = ensemble_checkpoint(members)
@@ -594,10 +627,10 @@ def explain(
     device: Device = "auto",
 ) -> None:
     """Show where a model hears a genre: Grad-CAM and integrated gradients over the whole track (needs mgcli\\[plot])."""
-    from .checkpoint import load_model
-    from .data import check_output_file
-    from .explain import explain_file
-    from .plot import draw_explanation, require_matplotlib
+    from .explain.explain import explain_file
+    from .explain.plot import draw_explanation, require_matplotlib
+    from .files import check_output_file
+    from .inference import load_model
 
     require_matplotlib()
     check_output_file(out_png)
@@ -619,10 +652,15 @@ def inspect_checkpoint(
     start: Annotated[Optional[float], typer.Option(help="With --audio: where the clip starts, in seconds (default: the middle of the track).")] = None,
 ) -> None:
     """Draw a checkpoint's learned sinc filters and, with --audio, how it sees a clip (needs mgcli\\[plot])."""
-    from .checkpoint import load_model
-    from .data import check_output_folder
-    from .explain import clip_spectrograms, sinc_filters
-    from .plot import draw_sinc_cutoffs, draw_sinc_responses, draw_spectrograms, require_matplotlib
+    from .explain.inspect import clip_spectrograms, sinc_filters
+    from .explain.plot import (
+        draw_sinc_cutoffs,
+        draw_sinc_responses,
+        draw_spectrograms,
+        require_matplotlib,
+    )
+    from .files import check_output_folder
+    from .inference import load_model
 
     if start is not None and audio is None:
         raise MgcError("--start places the --audio clip: give --audio FILE too")

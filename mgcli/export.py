@@ -31,7 +31,7 @@ from torch import nn
 
 from . import MgcError, __version__
 from .audio import SAMPLE_RATE
-from .checkpoint import GenreModel
+from .inference import GenreModel
 from .models.sinc import SincConv
 
 FORMATS = ("onnx", "torchscript")

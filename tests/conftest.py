@@ -65,8 +65,8 @@ def tone_dataset(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def trained_run(tone_dataset, tmp_path_factory) -> Path:
     """A tiny model trained on the tone dataset; its run folder holds best.pt and last.pt."""
-    from mgcli.data import find_tracks, labels_of, split_tracks
-    from mgcli.train import TrainConfig, fit
+    from mgcli.training.datasets import find_tracks, labels_of, split_tracks
+    from mgcli.training.train import TrainConfig, fit
 
     tracks = find_tracks(tone_dataset)
     split = split_tracks(tracks, valid_fraction=0.34)

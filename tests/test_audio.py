@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 import soxr
+from conftest import write_tone
 
 from mgcli import audio
+from mgcli.clips import cut_clips, iter_clips, iter_spans
 from mgcli.audio import AudioError
-
-from conftest import write_tone
 
 
 @pytest.mark.parametrize("suffix", [".wav", ".flac", ".ogg", ".mp3", ".au"])
@@ -49,26 +49,26 @@ def test_silence_clipping_and_non_finite_samples_are_safe(tmp_path):
 
 def test_clips_cover_the_track_and_pad_never_wrap():
     wave = np.arange(1, 120_001, dtype=np.float32)
-    clips = audio.cut_clips(wave, 48_000, 48_000)
+    clips = cut_clips(wave, 48_000, 48_000)
     assert clips.shape == (3, 48_000)
     assert clips[2, 0] == 96_001 and clips[2, 23_999] == 120_000  # the tail ...
     assert not clips[2, 24_000:].any()  # ... padded with zeros, not wrapped to the start
-    assert [c[0] for c in audio.cut_clips(wave, 48_000, 8_000)][:3] == [1, 8_001, 16_001]
+    assert [c[0] for c in cut_clips(wave, 48_000, 8_000)][:3] == [1, 8_001, 16_001]
 
 
 def test_a_short_track_is_one_padded_clip_and_a_sliver_of_tail_adds_no_clip():
     short = np.ones(1_000, np.float32)
-    clips = audio.cut_clips(short, 48_000, 48_000)
+    clips = cut_clips(short, 48_000, 48_000)
     assert clips.shape == (1, 48_000) and clips[0, :1000].all() and not clips[0, 1000:].any()
     # 30.01 s at 3-s clips: ten clips; the 0.01-s remainder would be a clip of zeros.
-    assert len(audio.cut_clips(np.ones(480_160, np.float32), 48_000, 48_000)) == 10
+    assert len(cut_clips(np.ones(480_160, np.float32), 48_000, 48_000)) == 10
 
 
 def test_streamed_clips_equal_clips_of_the_decoded_track(tmp_path):
     path = write_tone(tmp_path / "long.wav", 300, 7.3, rate=22050)
     for length, hop in [(48_000, 8_000), (16_000, 16_000), (8_000, 24_000)]:
-        streamed = np.stack(list(audio.iter_clips(audio.stream(path), length, hop)))
-        whole = audio.cut_clips(audio.load(path), length, hop)
+        streamed = np.stack(list(iter_clips(audio.stream(path), length, hop)))
+        whole = cut_clips(audio.load(path), length, hop)
         assert streamed.shape == whole.shape
         np.testing.assert_allclose(streamed, whole, atol=1e-6)
 
@@ -107,10 +107,10 @@ def test_a_file_of_zero_frames_has_no_audio(tmp_path):
 def test_spans_hold_the_same_clips_as_the_clip_cutter(length, hop):
     wave = np.random.default_rng(0).standard_normal(23_456).astype(np.float32)
     blocks = np.split(wave, [5_000, 5_001, 17_000])  # block edges anywhere, one of a single sample
-    expected = audio.cut_clips(wave, length, hop)
+    expected = cut_clips(wave, length, hop)
     for max_clips in (1, 3, 7, 100):
         clips = []
-        for span, n in audio.iter_spans(blocks, length, hop, max_clips):
+        for span, n in iter_spans(blocks, length, hop, max_clips):
             assert 1 <= n <= max_clips and len(span) == length + (n - 1) * hop
             clips += [span[i * hop : i * hop + length] for i in range(n)]
         np.testing.assert_array_equal(np.stack(clips), expected)

@@ -20,12 +20,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-
-from mgcli.checkpoint import WEIGHTS_DIR, load_checkpoint, make_checkpoint, save_checkpoint
-from mgcli.models import build
-
 from conftest import TINY, TINY_SETS, write_tone
 from test_cli import mgc, read_rows
+
+from mgcli.checkpoint import (
+    WEIGHTS_DIR,
+    load_checkpoint,
+    make_checkpoint,
+    save_checkpoint,
+)
+from mgcli.models import build
 
 
 @pytest.fixture(scope="module")

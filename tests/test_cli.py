@@ -9,12 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from mgcli.cli import main
-
 from conftest import TINY_SETS, make_tone_dataset, write_tone
 from test_data import make_mid_dataset
 from test_models import TINY, TINY_CLIP
+
+from mgcli.cli import main
 
 
 def mgc(capsys, *args: str) -> tuple[int, str, str]:

@@ -7,14 +7,23 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from conftest import write_tone
 
 from mgcli import MgcError
-from mgcli.data import (
-    Augment, TrainClips, cache_folders, find_audio, find_tracks, labels_of, load_datasets, mask_clip, pair_split_files,
-    preprocess, read_cache, split_datasets, split_tracks, stratified_folds, tracks_in_split,
+from mgcli.catalogue import find_audio
+from mgcli.training.augment import Augment, TrainClips, mask_clip
+from mgcli.training.cache import preprocess, read_cache
+from mgcli.training.datasets import (
+    cache_folders,
+    find_tracks,
+    labels_of,
+    load_datasets,
+    pair_split_files,
+    split_datasets,
+    split_tracks,
+    stratified_folds,
+    tracks_in_split,
 )
-
-from conftest import write_tone
 
 
 def test_folder_per_genre_and_manifest_give_the_same_tracks(tone_dataset, tmp_path):

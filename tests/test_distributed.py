@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
+from conftest import TINY, TINY_SETS
 from torch import nn
 
 from mgcli import MgcError
 from mgcli.checkpoint import load_checkpoint
-from mgcli.data import find_tracks, labels_of, preprocess, read_cache, split_tracks
-from mgcli.train import TrainConfig, fit
-
-from conftest import TINY, TINY_SETS
+from mgcli.training.cache import preprocess, read_cache
+from mgcli.training.datasets import find_tracks, labels_of, split_tracks
+from mgcli.training.train import TrainConfig, fit
 
 # 36 training clips (9 tracks, 4 high and 5 low, x 4 clips): 3 global batches of 12, 6 clips per
 # rank, so no rank's share needs padding. The classes' loss weights differ, and so do the ranks'
@@ -53,8 +53,8 @@ def _without_batchnorm(build):
 
 def _worker(rank: int, port: int, tmp_path: Path, split: dict, labels: list[str]) -> None:
     """One rank: the runs the tests check, recording what this rank writes and its final weights."""
-    import mgcli.train as train
-    from mgcli.distributed import from_main, process_group
+    import mgcli.training.train as train
+    from mgcli.training.distributed import from_main, process_group
 
     # What torchrun would set.
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank))
@@ -136,13 +136,13 @@ def test_a_resumed_run_equals_an_uninterrupted_one(two_ranks):
 
 
 def test_two_ranks_train_as_one_process_does_but_for_batchnorm(two_ranks, monkeypatch, one_thread):
-    # BatchNorm normalises each rank's own 6 clips instead of the batch's 12 (mgcli.distributed).
+    # BatchNorm normalises each rank's own 6 clips instead of the batch's 12 (mgcli.training.distributed).
     # No tolerance makes a fair test of that: the tiny ms-sincresnet's gradient on these tones
     # changes by 90% when noise of 1e-3 is added to the input, and its weights after 2 epochs on
     # 2 ranks differed from one process's by their own size (relative L2 distance 1.0). Without
     # BatchNorm, the ranks' global batches, class-weighted loss and counts must give one
     # process's epoch, to float rounding.
-    import mgcli.train as train
+    import mgcli.training.train as train
 
     tmp_path, split, labels = two_ranks
     monkeypatch.setattr(train, "build", _without_batchnorm(train.build))

@@ -12,14 +12,21 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-
-from mgcli.checkpoint import load_model, make_checkpoint, save_checkpoint
-from mgcli.explain import explain_file, hpss, sinc_filters
-from mgcli.models import build
-from mgcli.plot import CUTOFFS_PIXELS, EXPLAIN_PIXELS, RESPONSES_PIXELS, SPECTROGRAMS_PIXELS, TIMELINE_PIXELS
-
 from test_cli import mgc
 from test_models import tones
+
+from mgcli.checkpoint import make_checkpoint, save_checkpoint
+from mgcli.explain.explain import explain_file
+from mgcli.explain.inspect import hpss, sinc_filters
+from mgcli.explain.plot import (
+    CUTOFFS_PIXELS,
+    EXPLAIN_PIXELS,
+    RESPONSES_PIXELS,
+    SPECTROGRAMS_PIXELS,
+    TIMELINE_PIXELS,
+)
+from mgcli.inference import load_model
+from mgcli.models import build
 
 CLIP = 8000  # 0.5 s
 # Tiny configs whose last feature maps keep a few time steps, so a Grad-CAM map can vary within a clip.

@@ -7,14 +7,14 @@ import sys
 
 import pytest
 import torch
-
-from mgcli.checkpoint import GenreModel, make_checkpoint, save_checkpoint
-from mgcli.export import METADATA_FILE, export_model
-from mgcli.models import MODELS
-from mgcli.models.sinc import SincConv
-
 from test_cli import mgc
 from test_models import build_tiny
+
+from mgcli.checkpoint import make_checkpoint, save_checkpoint
+from mgcli.export import METADATA_FILE, export_model
+from mgcli.inference import GenreModel
+from mgcli.models import MODELS
+from mgcli.models.sinc import SincConv
 
 pytestmark = [
     pytest.mark.usefixtures("one_thread"),

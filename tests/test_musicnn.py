@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import SHARED_GTZAN
 
 from mgcli import audio
-from mgcli.checkpoint import WEIGHTS_DIR, load_checkpoint, model_from_checkpoint
-
-from conftest import SHARED_GTZAN
+from mgcli.clips import cut_clips
+from mgcli.checkpoint import WEIGHTS_DIR, load_checkpoint
+from mgcli.inference import model_from_checkpoint
 
 REFERENCE = np.load(Path(__file__).parent / "fixtures" / "musicnn-reference.npz")
 FILES = sorted({key.split("/")[0] for key in REFERENCE.files}, key=int)
@@ -48,7 +49,7 @@ def test_port_matches_musicnn_end_to_end_from_audio(model):
     network = tagger(TAGGERS[model])
     for i in FILES:
         wave = audio.load(data / str(REFERENCE[f"{i}/path"]))
-        clips = audio.cut_clips(wave, hop=MUSICNN_PATCH_HOP)
+        clips = cut_clips(wave, hop=MUSICNN_PATCH_HOP)
         full = [c for start, c in zip(range(0, len(wave), MUSICNN_PATCH_HOP), clips) if start + audio.CLIP_SAMPLES <= len(wave)]
         with torch.no_grad():
             tags = torch.sigmoid(network(torch.from_numpy(np.stack(full)))).mean(dim=0).numpy()
@@ -126,10 +127,10 @@ def tiny_tagger(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("freeze", ["body", "front-end"])
 def test_frozen_musicnn_trains_on_features_computed_once(tmp_path, tone_dataset, monkeypatch, freeze):
-    from mgcli import feature_train
-    from mgcli.data import find_tracks, labels_of, split_tracks
-    from mgcli.predict import classify
-    from mgcli.train import TrainConfig, fit
+    from mgcli.inference import classify
+    from mgcli.training import features as feature_train
+    from mgcli.training.datasets import find_tracks, labels_of, split_tracks
+    from mgcli.training.train import TrainConfig, fit
 
     calls = []
     compute = feature_train.track_features
@@ -156,15 +157,15 @@ def test_frozen_musicnn_trains_on_features_computed_once(tmp_path, tone_dataset,
     if freeze == "front-end":
         assert not torch.equal(trained["midend.0.conv.weight"], pretrained["midend.0.conv.weight"])
 
-    from mgcli.checkpoint import load_model
+    from mgcli.inference import load_model
 
     result = classify(load_model(tmp_path / "run" / "best.pt", "cpu"), split["valid"][0].path)
     assert result.probabilities.sum() == pytest.approx(1, abs=1e-5)
 
 
 def test_unfrozen_musicnn_trains_end_to_end(tmp_path, tone_dataset):
-    from mgcli.data import find_tracks, labels_of, split_tracks
-    from mgcli.train import TrainConfig, fit
+    from mgcli.training.datasets import find_tracks, labels_of, split_tracks
+    from mgcli.training.train import TrainConfig, fit
 
     tracks = find_tracks(tone_dataset)
     split = split_tracks(tracks, valid_fraction=0.34)
@@ -178,9 +179,10 @@ def test_unfrozen_musicnn_trains_end_to_end(tmp_path, tone_dataset):
 
 
 def test_front_end_features_are_kept_in_the_dataset_cache(tmp_path, tone_dataset):
-    from mgcli.data import find_tracks, preprocess, read_cache
-    from mgcli.feature_train import FEATURES, track_features
     from mgcli.models import build
+    from mgcli.training.cache import preprocess, read_cache
+    from mgcli.training.datasets import find_tracks
+    from mgcli.training.features import FEATURES, track_features
 
     preprocess(find_tracks(tone_dataset)[:2], tmp_path / "cache")
     tracks = read_cache(tmp_path / "cache")
@@ -200,7 +202,8 @@ def test_front_end_features_are_kept_in_the_dataset_cache(tmp_path, tone_dataset
 
 
 def test_ensemble_averages_its_members_probabilities_on_one_front_end(tmp_path):
-    from mgcli.checkpoint import make_checkpoint, model_from_checkpoint, save_checkpoint
+    from mgcli.checkpoint import make_checkpoint, save_checkpoint
+    from mgcli.inference import model_from_checkpoint
     from mgcli.models import build
     from mgcli.models.musicnn import ensemble_of
 
@@ -229,8 +232,9 @@ def test_ensemble_averages_its_members_probabilities_on_one_front_end(tmp_path):
 
 
 def test_mgc_ensemble_joins_checkpoints_and_refuses_others(tmp_path, capsys):
-    from mgcli.checkpoint import load_model, make_checkpoint, save_checkpoint
+    from mgcli.checkpoint import make_checkpoint, save_checkpoint
     from mgcli.cli import main
+    from mgcli.inference import load_model
     from mgcli.models import build
 
     torch.manual_seed(0)

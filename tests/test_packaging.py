@@ -34,7 +34,7 @@ def test_the_wheel_carries_the_shipped_weights_and_finds_them(tmp_path):
     assert (site / "mgcli" / "weights" / "musicnn-msd.pt").is_file()
     assert "Permission to use, copy, modify" in (site / "mgcli" / "weights" / "MUSICNN-LICENSE.md").read_text()
     found = subprocess.run(
-        [sys.executable, "-c", "from mgcli.checkpoint import load_model; m = load_model(); print(m.name, len(m.labels))"],
+        [sys.executable, "-c", "from mgcli.inference import load_model; m = load_model(); print(m.name, len(m.labels))"],
         cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(site)}, capture_output=True, text=True, check=True,
     )
     assert found.stdout.split()[1] == "10"

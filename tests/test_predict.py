@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import write_tone
 
 from mgcli import MgcError
-from mgcli.checkpoint import load_model
-from mgcli.predict import aggregate, classify, top_k
-
-from conftest import write_tone
+from mgcli.inference import aggregate, classify, load_model, top_k
 
 
 def test_aggregations():

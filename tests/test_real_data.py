@@ -8,13 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHARED_GTZAN
 
 from mgcli import audio
-from mgcli.checkpoint import load_model
-from mgcli.data import find_tracks, split_tracks
-from mgcli.predict import classify
-
-from conftest import SHARED_GTZAN
+from mgcli.clips import cut_clips
+from mgcli.inference import classify, load_model
+from mgcli.training.datasets import find_tracks, split_tracks
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,7 +35,7 @@ def test_real_clips_decode_to_30_seconds_of_16k_audio():
         wave = audio.load(path)
         assert 29.5 < len(wave) / audio.SAMPLE_RATE < 30.5
         assert 0.01 < np.sqrt(np.mean(wave**2)) < 1.0
-        assert len(audio.cut_clips(wave)) == 10
+        assert len(cut_clips(wave)) == 10
 
 
 def test_predict_on_a_real_clip_gives_a_distribution_over_the_labels(trained_run):

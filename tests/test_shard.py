@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from mgcli import MgcError
-from mgcli.data import parse_shard, shard_files
-
 from conftest import write_tone
 from test_cli import mgc, read_rows
+
+from mgcli import MgcError
+from mgcli.catalogue import parse_shard, shard_files
 
 
 def catalogue(root: Path, count: int) -> list[Path]:

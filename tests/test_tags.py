@@ -6,12 +6,11 @@ import json
 
 import numpy as np
 import pytest
-
-from mgcli import MgcError
-from mgcli.predict import DEFAULT_TAGGER, load_tagger, tag, tag_probabilities
-
 from conftest import write_tone
 from test_cli import mgc, read_rows
+
+from mgcli import MgcError
+from mgcli.tags import DEFAULT_TAGGER, load_tagger, tag, tag_probabilities
 
 pytestmark = pytest.mark.skipif(not DEFAULT_TAGGER.is_file(), reason="no shipped musicnn weights")
 

@@ -18,9 +18,20 @@ from mgcli.models.broadcast import BBNN, BBNNConfig, Broadcast, BroadcastConfig
 from mgcli.models.mel import MelLinear, MelLinearConfig, ResNetMel, ResNetMelConfig
 from mgcli.models.multi_input import MultiInput, MultiInputConfig
 from mgcli.models.musicnn import (
-    Musicnn, MusicnnConfig, MusicnnEnsemble, MusicnnEnsembleConfig, MusicnnProbeConfig, MusicnnVGG, MusicnnVGGConfig,
+    Musicnn,
+    MusicnnConfig,
+    MusicnnEnsemble,
+    MusicnnEnsembleConfig,
+    MusicnnProbeConfig,
+    MusicnnVGG,
+    MusicnnVGGConfig,
 )
-from mgcli.models.samplecnn import SampleCNN, SampleCNNConfig, SampleCNNMulti, SampleCNNMultiConfig
+from mgcli.models.samplecnn import (
+    SampleCNN,
+    SampleCNNConfig,
+    SampleCNNMulti,
+    SampleCNNMultiConfig,
+)
 from mgcli.models.sincnet import SincNet, SincNetConfig
 from mgcli.models.sincresnet import SincResNet, SincResNetConfig, SincResNetSingleConfig
 

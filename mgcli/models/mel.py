@@ -9,7 +9,12 @@ from torch import Tensor, nn
 from torchaudio.transforms import MelSpectrogram
 
 from mgcli.audio import CLIP_SAMPLES, SAMPLE_RATE
-from mgcli.models.resnet import ClassifierHead, ResNet18, SpatialPyramidPool, load_torchvision_resnet18
+from mgcli.models.resnet import (
+    ClassifierHead,
+    ResNet18,
+    SpatialPyramidPool,
+    load_torchvision_resnet18,
+)
 from mgcli.models.sinc import WaveformNorm
 
 LOG_FLOOR = 1e-6  # added to the mel power before the log, so silence stays finite

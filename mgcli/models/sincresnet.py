@@ -9,7 +9,12 @@ from torch import Tensor, nn
 
 from mgcli import MgcError
 from mgcli.audio import CLIP_SAMPLES, SAMPLE_RATE
-from mgcli.models.resnet import ClassifierHead, ResNet18, SpatialPyramidPool, load_torchvision_resnet18
+from mgcli.models.resnet import (
+    ClassifierHead,
+    ResNet18,
+    SpatialPyramidPool,
+    load_torchvision_resnet18,
+)
 from mgcli.models.sinc import MultiScaleSinc, WaveformNorm
 
 

@@ -35,7 +35,7 @@ from typing import TypeVar
 import torch
 import torch.distributed as dist
 
-from . import MgcError
+from .. import MgcError
 
 T = TypeVar("T")
 

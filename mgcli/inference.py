@@ -1,44 +1,145 @@
-"""Inference: clips → clip logits → one probability per genre per track → writers.
+"""Inference: a loaded model, and audio → clip logits → one probability per genre per track.
 
-`clip_logits` and `aggregate` are the one way every command (train's validation,
-evaluate, predict) turns audio into a decision.
+`track_logits` and `aggregate` are the one way every command (train's validation, evaluate,
+predict, explain) turns audio into a decision; `classify_files` batches clips across files.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
-import json
-import math
 import os
 import queue
 import threading
+import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from . import MgcError
-from .audio import DEFAULT_HOP_SECONDS, MIN_HOP_SECONDS, SAMPLE_RATE, AudioError, DecodeNotes, iter_spans, stream
-from .checkpoint import WEIGHTS_DIR, GenreModel, load_model
-from .data import write_text_atomic
+from .audio import DEFAULT_HOP_SECONDS, AudioError, DecodeNotes, stream
+from .checkpoint import default_weights, load_checkpoint, network_from_checkpoint
+from .clips import hop_samples, iter_spans, span_clips
+
+
+@dataclass
+class GenreModel:
+    """A model ready to classify: the network, its labels and where it runs."""
+
+    name: str
+    network: nn.Module
+    labels: list[str]
+    device: torch.device
+    fast_path: bool = True  # use the network's exact span_logits where it has one; False: clip by clip
+
+    @property
+    def clip_samples(self) -> int:
+        return self.network.config.clip_samples
+
+    @property
+    def batch_size(self) -> int:
+        """Clips per forward pass when the caller names none.
+
+        4 on the CPU: a few clips' activations stay in the per-core cache, where 16 clips' do
+        not (BBNN: a 4-min track in 1.2 s instead of 1.8; the sinc fast path is as fast with
+        4-clip spans as with 16; see docs/performance.md). 16 on CUDA, which wants big batches.
+        """
+        return 16 if self.device.type == "cuda" else 4
+
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    """"auto" is CUDA when present, else the CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise MgcError(f"unknown device {device!r} (use auto, cpu or cuda)")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise MgcError("CUDA was asked for but no CUDA device is available (use --device cpu)")
+    return torch.device(device)
+
+
+
+def place(network: nn.Module, device: torch.device) -> nn.Module:
+    """Move a network to `device`, its 2D convolution weights in channels-last layout.
+
+    oneDNN runs NHWC convolutions about twice as fast as NCHW on these CPUs (BBNN: 1.9x per
+    training step, 2x in inference), and CUDA's tensor cores prefer NHWC too. Networks
+    without 2D convolutions are unaffected; the outputs agree to float rounding (2e-6).
+    A network whose 2D convolutions have one input channel (musicnn's front end) says
+    `channels_last = False`: oneDNN ran those 1.8x slower in NHWC.
+    """
+    layout = torch.channels_last if getattr(network, "channels_last", True) else torch.contiguous_format
+    return network.to(device, memory_format=layout)
+
+
+
+def model_from_checkpoint(checkpoint: dict, device: torch.device, source: str = "checkpoint") -> GenreModel:
+    """The classifier a checkpoint holds, on `device` and in eval mode."""
+    network = network_from_checkpoint(checkpoint, source)
+    place(network, device).eval()
+    return GenreModel(checkpoint["model"], network, list(checkpoint["labels"]), device)
+
+
+
+def load_model(weights: str | Path | None = None, device: str = "auto") -> GenreModel:
+    """Load a trained classifier from a checkpoint file (default: the shipped weights).
+
+    On the CPU it also sets torch's thread count to the cores that other processes left idle
+    while it loaded (see `idle_cores`), unless OMP_NUM_THREADS says otherwise.
+    """
+    before = cpu_sample()
+    path = Path(weights) if weights else default_weights()
+    model = model_from_checkpoint(load_checkpoint(path), pick_device(device), str(path))
+    if model.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(idle_cores(before))
+    return model
+
+
+
+def cpu_sample() -> tuple[float, float, float] | None:
+    """(busy seconds of all cores, this process's CPU seconds, wall seconds) now; None where /proc/stat is absent."""
+    try:
+        with open("/proc/stat") as stat:
+            ticks = [int(field) for field in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    times = os.times()
+    return (sum(ticks[:8]) - idle) / tick, times.user + times.system, time.monotonic()
+
+
+
+def idle_cores(since: tuple[float, float, float] | None) -> int:
+    """How many of this machine's cores other processes left idle since `since` (at least 1).
+
+    Why: two intra-op threads on two cores, one of them busy with another program (a browser,
+    a music player), wait on each other at every operation: a model went from 26 ms to
+    90-225 ms per clip there (bbnn, measured for issue 16), while one thread took 45 ms. So mgcli uses the cores it finds
+    free. Its own CPU time in the window is not counted as busy.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    now = cpu_sample()
+    if since is None or now is None or now[2] - since[2] < 0.02:
+        return cores
+    others_busy = max(0.0, (now[0] - since[0]) - (now[1] - since[1])) / (now[2] - since[2])
+    return max(1, min(cores, round(cores - others_busy)))
+
+
 
 AGGREGATIONS = ("mean_prob", "vote", "mean_logit")
 
-
-def hop_samples(hop_seconds: float) -> int:
-    """Seconds between clip starts as 16 kHz samples; a hop that is not finite or under MIN_HOP_SECONDS is refused."""
-    if not (math.isfinite(hop_seconds) and hop_seconds >= MIN_HOP_SECONDS):
-        raise MgcError(f"hop must be a finite number of seconds, at least {MIN_HOP_SECONDS}; got {hop_seconds}")
-    return round(hop_seconds * SAMPLE_RATE)
 
 
 def clip_logits(model: GenreModel, clips: np.ndarray) -> np.ndarray:
     """Logits [n_clips, n_labels] of a batch of clips [n_clips, clip_samples] (mixed precision on CUDA)."""
     with _inference(model):
         return model.network(torch.tensor(clips, device=model.device)).float().cpu().numpy()
+
 
 
 def span_logits(model: GenreModel, span: np.ndarray, hop: int, n_clips: int) -> np.ndarray:
@@ -53,6 +154,7 @@ def span_logits(model: GenreModel, span: np.ndarray, hop: int, n_clips: int) -> 
         return model.network.span_logits(torch.from_numpy(span).to(model.device), hop, n_clips).float().cpu().numpy()
 
 
+
 def track_logits(
     model: GenreModel, blocks: Iterable[np.ndarray], hop: int, batch_size: int | None = None
 ) -> np.ndarray:
@@ -65,19 +167,17 @@ def track_logits(
     return np.concatenate(logits)
 
 
-def span_clips(span: np.ndarray, length: int, hop: int, n_clips: int) -> np.ndarray:
-    """The clips of a span (audio.iter_spans) as a [n_clips, length] view."""
-    return np.lib.stride_tricks.sliding_window_view(span, length)[::hop][:n_clips]
-
 
 def _has_fast_path(model: GenreModel) -> bool:
     return model.fast_path and getattr(model.network, "has_fast_path", False)
+
 
 
 @contextlib.contextmanager
 def _inference(model: GenreModel) -> Iterator[None]:
     with torch.inference_mode(), torch.autocast("cuda", torch.bfloat16, enabled=model.device.type == "cuda"):
         yield
+
 
 
 def aggregate(logits: np.ndarray, method: str = "mean_prob") -> np.ndarray:
@@ -99,9 +199,11 @@ def aggregate(logits: np.ndarray, method: str = "mean_prob") -> np.ndarray:
     raise MgcError(f"unknown aggregation {method!r} (use {', '.join(AGGREGATIONS)})")
 
 
+
 def _softmax(logits: np.ndarray) -> np.ndarray:
     z = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return z / z.sum(axis=-1, keepdims=True)
+
 
 
 @dataclass
@@ -115,6 +217,7 @@ class TrackResult:
     @property
     def clips(self) -> int:
         return 0 if self.clip_logits is None else len(self.clip_logits)
+
 
 
 def classify(
@@ -137,6 +240,7 @@ def classify(
     if result.error:
         raise AudioError(result.error)
     return result
+
 
 
 def classify_files(
@@ -230,6 +334,7 @@ def classify_files(
         stop.set()
 
 
+
 def _result(path: str, rows: list[np.ndarray], error: str, warning: str, method: str) -> TrackResult:
     if error:
         return TrackResult(path, error=error)
@@ -237,9 +342,11 @@ def _result(path: str, rows: list[np.ndarray], error: str, warning: str, method:
     return TrackResult(path, aggregate(logits, method), logits, warning=warning)
 
 
+
 def top_k(probabilities: np.ndarray, labels: list[str], k: int) -> list[tuple[str, float]]:
     order = np.argsort(-probabilities)[:k]
     return [(labels[i], float(probabilities[i])) for i in order]
+
 
 
 def timeline(clip_logits: np.ndarray, labels: list[str], hop_seconds: float, clip_seconds: float) -> list[dict]:
@@ -260,175 +367,3 @@ def timeline(clip_logits: np.ndarray, labels: list[str], hop_seconds: float, cli
             "probabilities": {label: round(float(p), 4) for label, p in zip(labels, probabilities)},
         })
     return records
-
-
-# ---------------------------------------------------------------- tags
-
-DEFAULT_TAGGER = WEIGHTS_DIR / "musicnn-msd.pt"  # musicnn's Million Song Dataset tagger; musicnn-mtt.pt: MagnaTagATune's
-TAGGERS = ("musicnn", "musicnn-vgg")  # the models whose tag layer gives one independent logit per tag
-
-
-def load_tagger(weights: str | Path | None = None, device: str = "auto") -> GenreModel:
-    """A tagger from its checkpoint (default: DEFAULT_TAGGER); a genre classifier is refused,
-    since a sigmoid of its logits would look like tags and mean nothing."""
-    path = weights or DEFAULT_TAGGER
-    model = load_model(path, device)
-    # musicnn-vgg has no head setting: its only output is the tag layer.
-    if model.name not in TAGGERS or getattr(model.network.config, "head", "tags") != "tags":
-        raise MgcError(f"{path}: a {model.name} genre classifier, not a tagger (use {DEFAULT_TAGGER.name} or musicnn-mtt.pt)")
-    return model
-
-
-def tag_probabilities(clip_logits: np.ndarray) -> np.ndarray:
-    """A track's tag probabilities as musicnn gives them: each clip's sigmoid, averaged over the clips.
-
-    Tags are not exclusive (a track is rock, guitar and male vocals at once), hence no softmax.
-    """
-    return (0.5 * (1.0 + np.tanh(0.5 * clip_logits))).mean(axis=0)  # the sigmoid, without exp's overflow
-
-
-def tag_files(
-    model: GenreModel,
-    paths: Iterable[str | Path],
-    hop_seconds: float = DEFAULT_HOP_SECONDS,
-    batch_size: int | None = None,
-) -> Iterator[TrackResult]:
-    """`classify_files` for a tagger: each result's probabilities are its `tag_probabilities`."""
-    for result in classify_files(model, paths, hop_seconds, "mean_prob", batch_size):
-        yield result if result.error else replace(result, probabilities=tag_probabilities(result.clip_logits))
-
-
-def tag(
-    model: GenreModel, path: str | Path, hop_seconds: float = DEFAULT_HOP_SECONDS, batch_size: int | None = None
-) -> dict[str, float]:
-    """Every tag of one audio file with its probability, most probable first."""
-    [result] = tag_files(model, [path], hop_seconds, batch_size)
-    if result.error:
-        raise MgcError(result.error)
-    return dict(top_k(result.probabilities, model.labels, len(model.labels)))
-
-
-# ---------------------------------------------------------------- writers
-
-
-class CsvWriter:
-    """Rows `path,genre,probability,<one column per label>,error,warning`, flushed as they are written
-    (`top` names the second column: "tag" for `mgc tags`).
-
-    `resume=True` keeps the good rows of an earlier, interrupted run (dropping failed rows
-    and a torn last line) so those files are skipped; otherwise an existing file is only
-    replaced when `overwrite=True`, so no earlier results are lost by accident.
-    """
-
-    def __init__(
-        self, path: str | Path, labels: list[str], resume: bool = False, overwrite: bool = False, top: str = "genre"
-    ):
-        self.path = Path(path)
-        self.labels = labels
-        self.header = ["path", top, "probability", *labels, "error", "warning"]
-        self.done: set[str] = set()  # the kept rows' files, as real paths: see is_done
-        kept: list[list[str]] = []
-        if self.path.exists():
-            if resume:
-                kept = self._good_rows()
-                self.done = {os.path.realpath(row[0]) for row in kept}
-            elif not overwrite:
-                raise MgcError(f"{self.path} exists: pass --skip-existing to resume it or --overwrite to replace it")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w", newline="") as f:
-            csv.writer(f).writerows([self.header, *kept])
-        os.replace(tmp, self.path)
-        self.file = open(self.path, "a", newline="")
-        self.writer = csv.writer(self.file)
-
-    def is_done(self, path: str | Path) -> bool:
-        """Whether a kept row tagged this file, however either path is spelt (relative, absolute, via links)."""
-        return os.path.realpath(path) in self.done
-
-    def _good_rows(self) -> list[list[str]]:
-        """The finished rows, widened to the current header if the file predates the warning column."""
-        with open(self.path, newline="") as f:
-            rows = list(csv.reader(f))
-        if not rows or rows[0] not in (self.header, self.header[:-1]):
-            raise MgcError(f"{self.path}: written for other labels or by another tool; cannot resume it")
-        width, error = len(rows[0]), self.header.index("error")
-        good = [row for row in rows[1:] if len(row) == width and not row[error] and row[2]]
-        return [row + [""] * (len(self.header) - width) for row in good]
-
-    def write(self, result: TrackResult) -> None:
-        if result.probabilities is None:
-            row = [result.path, "", "", *[""] * len(self.labels), result.error, ""]
-        else:
-            best = int(np.argmax(result.probabilities))
-            probs = [f"{p:.4f}" for p in result.probabilities]
-            row = [result.path, self.labels[best], probs[best], *probs, "", result.warning]
-        self.writer.writerow(row)
-        self.file.flush()
-
-    def close(self) -> None:
-        self.file.close()
-
-
-class TimelineCsvWriter:
-    """Rows `path,start,end,genre,probability,<one column per label>`: one per clip of every tagged file.
-
-    The records of `timeline`; files that failed get no rows. Like CsvWriter it never replaces an
-    existing file unless `overwrite=True`; it cannot resume one.
-    """
-
-    def __init__(self, path: str | Path, labels: list[str], overwrite: bool = False):
-        self.path = Path(path)
-        self.labels = labels
-        if self.path.exists() and not overwrite:
-            raise MgcError(f"{self.path} exists: pass --overwrite to replace it")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = open(self.path, "w", newline="")
-        self.writer = csv.writer(self.file)
-        self.writer.writerow(["path", "start", "end", "genre", "probability", *labels])
-
-    def write(self, path: str, segments: list[dict]) -> None:
-        for s in segments:
-            probs = [f"{s['probabilities'][label]:.4f}" for label in self.labels]
-            window = [f"{s['start']:.3f}", f"{s['end']:.3f}"]
-            self.writer.writerow([path, *window, s["genre"], f"{s['probability']:.4f}", *probs])
-        self.file.flush()
-
-    def close(self) -> None:
-        self.file.close()
-
-
-def result_dict(result: TrackResult, labels: list[str], k: int, segments: list[dict] | None = None) -> dict:
-    """A result as JSON; `segments` (from `timeline`) go under "timeline" when given."""
-    if result.probabilities is None:
-        return {"path": result.path, "error": result.error}
-    best = top_k(result.probabilities, labels, k)
-    record = {
-        "path": result.path,
-        "genre": best[0][0],
-        "probability": round(best[0][1], 4),
-        "top_k": [{"genre": g, "probability": round(p, 4)} for g, p in best],
-        "probabilities": {label: round(float(p), 4) for label, p in zip(labels, result.probabilities)},
-        "clips": result.clips,
-    }
-    if result.warning:
-        record["warning"] = result.warning
-    if segments is not None:
-        record["timeline"] = segments
-    return record
-
-
-def tags_dict(result: TrackResult, labels: list[str]) -> dict:
-    """A `tag_files` result as JSON: every tag's probability, most probable first."""
-    if result.probabilities is None:
-        return {"path": result.path, "error": result.error}
-    tags = {label: round(p, 4) for label, p in top_k(result.probabilities, labels, len(labels))}
-    record = {"path": result.path, "tags": tags, "clips": result.clips}
-    if result.warning:
-        record["warning"] = result.warning
-    return record
-
-
-def write_json(path: str | Path, records: list[dict]) -> None:
-    """The `result_dict` records of a run, written atomically."""
-    write_text_atomic(path, json.dumps(records, indent=2) + "\n")

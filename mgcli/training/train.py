@@ -23,16 +23,19 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
-from . import MgcError, distributed
-from .audio import DEFAULT_HOP_SECONDS
-from .checkpoint import (
-    GenreModel, load_checkpoint, make_checkpoint, model_from_checkpoint, pick_device, place, save_checkpoint,
-)
-from .data import Augment, TrainClips, Track, class_counts, epoch_seed, split_tracks, write_text_atomic
+from .. import MgcError
+from ..audio import DEFAULT_HOP_SECONDS
+from ..checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
+from ..clips import hop_samples
+from ..files import write_text_atomic
+from ..inference import GenreModel, model_from_checkpoint, pick_device, place
+from ..models import build, make_config
+from . import distributed
+from .augment import Augment, TrainClips, epoch_seed
+from .cache import Track
+from .datasets import class_counts, split_tracks
 from .evaluate import RANDOM_FOLDS_WARNING, evaluate_tracks
-from .feature_train import fit_on_features
-from .models import build, make_config
-from .predict import hop_samples
+from .features import fit_on_features
 
 MIN_TRACKS_PER_CLASS = 5  # fewer training tracks than this, and a class's recall is luck: worth a warning
 
@@ -197,7 +200,7 @@ def _is_better(metrics: dict, best: dict | None) -> bool:
 def _initialise_pretrained(network: nn.Module, model_name: str, init_backbone: str | None, console) -> bool:
     """Load pretrained weights into a new network: `init_backbone`, else the shipped tagger its
     config names (musicnn's `pretrained`). True when something was loaded."""
-    from .checkpoint import WEIGHTS_DIR
+    from ..checkpoint import WEIGHTS_DIR
 
     shipped = getattr(network.config, "pretrained", "")
     source = init_backbone or (str(WEIGHTS_DIR / f"musicnn-{shipped}.pt") if shipped else None)
@@ -229,7 +232,13 @@ def fit(
     train together, and rank 0 alone writes OUT and prints.
     """
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     rank, world = distributed.rank(), distributed.world_size()
     # markup=False: paths and "[best]" are text, not Rich markup.

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import MgcError
-from .audio import DEFAULT_HOP_SECONDS
-from .checkpoint import GenreModel
-from .data import Track, load_wave, to_float
-from .predict import AGGREGATIONS, aggregate, hop_samples, track_logits
+from .. import MgcError
+from ..audio import DEFAULT_HOP_SECONDS
+from ..clips import hop_samples
+from ..inference import AGGREGATIONS, GenreModel, aggregate, track_logits
+from .cache import Track, load_wave, to_float
 
 RANDOM_FOLDS_WARNING = (
     "Random folds put the same artists in training and test folds; on GTZAN this inflates "

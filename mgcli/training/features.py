@@ -24,13 +24,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import MgcError
-from .audio import cut_clips
-from .checkpoint import make_checkpoint, pick_device, place, save_checkpoint
-from .data import Track, epoch_seed, load_wave, save_npy_atomic, to_float, write_text_atomic
+from .. import MgcError
+from ..checkpoint import make_checkpoint, save_checkpoint
+from ..clips import cut_clips, hop_samples
+from ..files import save_npy_atomic, write_text_atomic
+from ..inference import pick_device, place
+from ..models.musicnn import FRONT_END_PREFIXES
+from .augment import epoch_seed
+from .cache import Track, load_wave, to_float
 from .evaluate import score_tracks
-from .models.musicnn import FRONT_END_PREFIXES
-from .predict import hop_samples
 
 FEATURE_BATCH = 16  # clips per forward pass of the front end
 FEATURES = "features"  # the folder, in a dataset cache, of cached front-end outputs
@@ -73,7 +75,15 @@ def fit_on_features(
     labels: list[str], out: Path, config, device: str, console,
 ) -> list[dict]:
     """Train the unfrozen part of `network` on cached features of its frozen part (see the module doc)."""
-    from .train import _class_weights, _epoch_line, _is_better, _optimizer, clip_loss, learning_rate, valid_metrics
+    from .train import (
+        _class_weights,
+        _epoch_line,
+        _is_better,
+        _optimizer,
+        clip_loss,
+        learning_rate,
+        valid_metrics,
+    )
 
     torch_device = pick_device(device)
     place(network, torch_device)

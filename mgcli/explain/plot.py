@@ -3,7 +3,7 @@
 matplotlib is an optional extra (pip install "mgcli[plot]"), imported on first use. Figures are
 built with its object API (`Figure`, rendered to PNG by the Agg backend), not pyplot, so no GUI
 backend or global figure state is involved. Without matplotlib, drawing raises an MgcError that
-says how to install it. The numbers come from `mgcli.explain` and `mgcli.predict.timeline`.
+says how to install it. The numbers come from `explain`, `inspect` and `mgcli.inference.timeline`.
 
 Every picture has a fixed size, in pixels (width, height) at DPI dots per inch, whatever it shows.
 """
@@ -15,14 +15,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import MgcError
-from .audio import SAMPLE_RATE
+from .. import MgcError
+from ..audio import SAMPLE_RATE
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from .explain import ClipSpectrograms, Explanation, SincFilters
+    from .explain import Explanation
+    from .inspect import ClipSpectrograms, SincFilters
 
 DPI = 100
 EXPLAIN_PIXELS = (1400, 1000)  # mgc explain

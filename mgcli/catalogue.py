@@ -1,0 +1,64 @@
+"""Catalogues: the audio files under the paths a user names, and a stable share of them per machine."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from . import MgcError
+from .audio import AUDIO_SUFFIXES
+
+
+def find_audio(paths: Iterable[str | Path]) -> list[Path]:
+    """Audio files named, or found recursively in the folders named, sorted.
+
+    Symlinks are followed, but each real folder is entered once, so a link loop (`a/loop -> ..`)
+    ends, and each real file is kept once, under the first path found for it.
+    """
+    found: dict[str, Path] = {}  # real path -> the path found
+    entered: set[str] = set()  # real folders
+    for path in map(Path, paths):
+        if not path.is_dir():
+            found.setdefault(os.path.realpath(path), path)  # named explicitly: a bad one is reported, not skipped
+            continue
+        for root, folders, files in os.walk(path, followlinks=True):
+            if os.path.realpath(root) in entered:
+                folders.clear()
+                continue
+            entered.add(os.path.realpath(root))
+            folders.sort()  # the first path found for a file must not depend on the file system's order
+            for name in sorted(files):
+                if name.lower().endswith(AUDIO_SUFFIXES):
+                    found.setdefault(os.path.realpath(Path(root) / name), Path(root) / name)
+    return sorted(found.values())
+
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """"I/N" -> (I, N), with 0 <= I < N: shard I of N, numbered from 0 like job-array indices."""
+    index, _, count = text.partition("/")
+    if not (index.isdigit() and count.isdigit() and int(index) < int(count)):
+        raise MgcError(f"--shard must be I/N with 0 <= I < N (e.g. 0/4 ... 3/4), got {text!r}")
+    return int(index), int(count)
+
+
+
+def shard_files(files: list[Path], roots: Iterable[str | Path], index: int, count: int) -> list[Path]:
+    """The files of shard `index` of `count`, in their order: every file is in exactly one shard.
+
+    A file's shard is a hash of its path relative to the folder (among `roots`) it was found
+    in, or of its path as given, so it does not depend on the other files (adding files to a
+    catalogue moves no file between shards) nor on where each machine mounts the catalogue.
+    """
+    folders = [Path(root) for root in roots if Path(root).is_dir()]
+
+    def key(file: Path) -> str:
+        folder = next((f for f in folders if file.is_relative_to(f)), None)
+        return (file.relative_to(folder) if folder else file).as_posix()
+
+    def shard(file: Path) -> int:
+        return int.from_bytes(hashlib.sha1(key(file).encode()).digest()[:8], "big") % count
+
+    return [file for file in files if shard(file) == index]

@@ -1,0 +1,91 @@
+"""Clips: the one clip cutter that training, evaluation and prediction share.
+
+A track is heard as clips of a model's `clip_samples` every `hop` samples; `iter_spans` cuts
+them from streamed audio blocks as spans of consecutive clips, which the fast paths filter whole.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+
+from . import MgcError
+from .audio import CLIP_SAMPLES, MIN_HOP_SECONDS, SAMPLE_RATE
+
+
+def hop_samples(hop_seconds: float) -> int:
+    """Seconds between clip starts as 16 kHz samples; a hop that is not finite or under MIN_HOP_SECONDS is refused."""
+    if not (math.isfinite(hop_seconds) and hop_seconds >= MIN_HOP_SECONDS):
+        raise MgcError(f"hop must be a finite number of seconds, at least {MIN_HOP_SECONDS}; got {hop_seconds}")
+    return round(hop_seconds * SAMPLE_RATE)
+
+
+
+def clip_at(wave: np.ndarray, start: int, length: int = CLIP_SAMPLES) -> np.ndarray:
+    """The `length` samples from `start`, zero-padded past the end (never wrapped round)."""
+    clip = np.asarray(wave[start : start + length], dtype=np.float32)
+    if len(clip) < length:
+        clip = np.pad(clip, (0, length - len(clip)))
+    return clip
+
+
+
+def iter_spans(
+    blocks: Iterable[np.ndarray], length: int = CLIP_SAMPLES, hop: int = CLIP_SAMPLES, max_clips: int = 1
+) -> Iterator[tuple[np.ndarray, int]]:
+    """The clip cutter: clips of `length` every `hop` samples over consecutive audio blocks.
+
+    Yields (span, n): up to `max_clips` consecutive clips in one array, clip i being
+    span[i * hop : i * hop + length]; a span holds its clips' overlap once, so a model can
+    filter it once (SincResNet.span_logits). A track shorter than one clip gives one
+    zero-padded clip. A longer one ends with a zero-padded clip when its unheard tail fills at
+    least half a clip: a sliver of real audio in a clip of zeros would only add a meaningless
+    vote. Nothing is wrapped round. Only the current block and one span are held in memory.
+    """
+    if hop <= 0:
+        raise MgcError(f"hop must be positive, got {hop} samples")
+    span_length = length + (max_clips - 1) * hop
+    buffer = np.zeros(0, np.float32)
+    offset = 0  # track position of buffer[0]
+    next_start = 0  # track position of the next clip to yield
+    for block in blocks:
+        buffer = np.concatenate([buffer, block])
+        while next_start + span_length <= offset + len(buffer):
+            yield clip_at(buffer, next_start - offset, span_length), max_clips
+            next_start += max_clips * hop
+        drop = min(next_start - offset, len(buffer))
+        buffer, offset = buffer[drop:], offset + drop
+    n_samples = offset + len(buffer)
+    n_left = max(0, (n_samples - next_start - length) // hop + 1)  # whole clips not yet yielded
+    tail_start = next_start + n_left * hop
+    unheard_tail = n_samples - max(tail_start, tail_start - hop + length)
+    if tail_start == 0 or (unheard_tail > 0 and n_samples - tail_start >= length // 2):
+        n_left += 1
+    while n_left:
+        n = min(n_left, max_clips)
+        yield clip_at(buffer, next_start - offset, length + (n - 1) * hop), n
+        next_start += n * hop
+        n_left -= n
+
+
+
+def iter_clips(
+    blocks: Iterable[np.ndarray], length: int = CLIP_SAMPLES, hop: int = CLIP_SAMPLES
+) -> Iterator[np.ndarray]:
+    """The clips of iter_spans, one at a time."""
+    for clip, _ in iter_spans(blocks, length, hop):
+        yield clip
+
+
+
+def cut_clips(wave: np.ndarray, length: int = CLIP_SAMPLES, hop: int = CLIP_SAMPLES) -> np.ndarray:
+    """All clips of a decoded track as a [n_clips, length] float32 array."""
+    return np.stack(list(iter_clips([wave], length, hop)))
+
+
+
+def span_clips(span: np.ndarray, length: int, hop: int, n_clips: int) -> np.ndarray:
+    """The clips of a span (audio.iter_spans) as a [n_clips, length] view."""
+    return np.lib.stride_tricks.sliding_window_view(span, length)[::hop][:n_clips]

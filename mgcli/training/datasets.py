@@ -1,0 +1,258 @@
+"""Datasets: labelled tracks, their splits and folds, and several datasets used as one.
+
+A dataset is a folder-per-genre tree (`DATA/<genre>/*.wav`), a CSV manifest
+(`path,label[,split]`, paths relative to the CSV) or a preprocess cache (see `cache`).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from .. import MgcError
+from ..catalogue import find_audio
+from ..files import check_output_folder
+from .cache import Track, preprocess, read_cache
+
+SPLITS = ("train", "valid", "test")
+
+
+
+def find_tracks(data: str | Path) -> list[Track]:
+    """The labelled tracks of a dataset folder, a CSV manifest or a cache folder."""
+    data = Path(data)
+    if not data.exists():
+        raise MgcError(f"{data}: no such dataset")
+    if data.is_file():
+        return _read_manifest(data)
+    if (data / "index.json").is_file():
+        return read_cache(data)
+    tracks = []
+    for genre_dir in sorted(p for p in data.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for path in find_audio([genre_dir]):
+            tracks.append(Track(path.relative_to(data).as_posix(), str(path), genre_dir.name))
+    if not tracks:
+        raise MgcError(f"{data}: no audio found in genre folders (expected DATA/<genre>/<file>.wav)")
+    return tracks
+
+
+
+def _read_manifest(manifest: Path) -> list[Track]:
+    with open(manifest, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or not {"path", "label"} <= set(rows[0]):
+        raise MgcError(f"{manifest}: a manifest needs a header with columns path,label[,split]")
+    tracks = []
+    for line, row in enumerate(rows, start=2):
+        split = (row.get("split") or "").strip()
+        if split and split not in SPLITS:
+            raise MgcError(f"{manifest}: unknown split {split!r} (use {', '.join(SPLITS)})")
+        label = (row["label"] or "").strip()  # csv gives None for a short row
+        if not label:
+            raise MgcError(f"{manifest}: line {line} has no label")
+        path = manifest.parent / row["path"]
+        tracks.append(Track(row["path"], str(path), label, split))
+    return tracks
+
+
+
+def labels_of(tracks: Iterable[Track]) -> list[str]:
+    return sorted({t.label for t in tracks})
+
+
+
+def read_split_file(split_file: str | Path) -> dict[str, str]:
+    """A split file's rows: path -> split."""
+    if not Path(split_file).is_file():
+        raise MgcError(f"{split_file}: no such split file")
+    with open(split_file, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or not {"path", "split"} <= set(rows[0]):
+        raise MgcError(f"{split_file}: a split file needs columns path,split")
+    return {row["path"]: (row["split"] or "").strip() for row in rows}  # csv gives None for a short row
+
+
+
+def apply_split_file(tracks: list[Track], split_file: str | Path) -> list[Track]:
+    """Assign each track the split its split file gives (matched by path, else by file stem).
+
+    Tracks the file does not name are dropped: a split file defines the experiment.
+    """
+    by_key = read_split_file(split_file)
+    # Fallback on the file stem, so a split file written for .wav also fits an .ogg copy.
+    by_stem = {Path(key).stem: split for key, split in by_key.items()}
+    assigned = []
+    for track in tracks:
+        split = by_key.get(track.key) or by_stem.get(Path(track.key).stem)
+        if split:
+            assigned.append(replace(track, split=split))
+    if not assigned:
+        raise MgcError(f"{split_file}: names none of the dataset's tracks")
+    return assigned
+
+
+
+def absent_from_split_file(tracks: list[Track], split_file: str | Path, splits: Iterable[str]) -> list[str]:
+    """The paths a split file names for `splits` that match none of the tracks (by path, or by file stem)."""
+    keys = {t.key for t in tracks}
+    stems = {Path(t.key).stem for t in tracks}
+    wanted = set(splits)
+    return [
+        path for path, split in read_split_file(split_file).items()
+        if split in wanted and path not in keys and Path(path).stem not in stems
+    ]
+
+
+
+def stratified_folds(labels: list[str], k: int, seed: int = 0) -> list[int]:
+    """A fold number in [0, k) per item, each class spread evenly over the folds."""
+    if k < 2:
+        raise MgcError(f"--folds must be at least 2, got {k}")
+    rng = np.random.default_rng(seed)
+    folds = [0] * len(labels)
+    next_fold = 0
+    for label in sorted(set(labels)):
+        members = [i for i, l in enumerate(labels) if l == label]
+        for i in rng.permutation(members):
+            folds[i] = next_fold % k
+            next_fold += 1
+    return folds
+
+
+
+def split_tracks(
+    tracks: list[Track],
+    *,
+    split_file: str | Path | None = None,
+    folds: int | None = None,
+    fold: int | None = None,
+    valid_fraction: float = 0.2,
+    seed: int = 0,
+) -> dict[str, list[Track]]:
+    """{"train", "valid", "test"} -> tracks, by split file, by k-fold, by the manifest or at random.
+
+    Precedence: a split file; else `folds`/`fold` (fold `fold` is held out as valid);
+    else the manifest's own split column; else a stratified `valid_fraction`.
+    """
+    if split_file is not None:
+        tracks = apply_split_file(tracks, split_file)
+    elif folds is not None:
+        if fold is None or not 0 <= fold < folds:
+            raise MgcError(f"--fold must be in 0..{folds - 1} with --folds {folds}")
+        fold_of = stratified_folds([t.label for t in tracks], folds, seed)
+        tracks = [replace(t, split="valid" if f == fold else "train") for t, f in zip(tracks, fold_of)]
+    elif not any(t.split for t in tracks):
+        n_folds = max(2, round(1 / valid_fraction)) if valid_fraction > 0 else None
+        fold_of = stratified_folds([t.label for t in tracks], n_folds, seed) if n_folds else [1] * len(tracks)
+        tracks = [replace(t, split="valid" if f == 0 else "train") for t, f in zip(tracks, fold_of)]
+    return {name: [t for t in tracks if t.split == name] for name in SPLITS}
+
+
+
+def class_counts(tracks: Iterable[Track], labels: list[str]) -> list[int]:
+    counts = Counter(t.label for t in tracks)
+    return [counts.get(label, 0) for label in labels]
+
+
+
+def describe_counts(tracks: list[Track], labels: list[str]) -> str:
+    return ", ".join(f"{label} {n}" for label, n in zip(labels, class_counts(tracks, labels)))
+
+
+
+@dataclass
+class Dataset:
+    """One dataset a command is given (`--data`), with its own split file."""
+
+    source: Path  # the folder, manifest or cache named
+    tracks: list[Track]  # all of them, splits not yet applied
+    split_file: Path | None = None  # this dataset's splits; None: the command's other rule (folds, fraction, manifest)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, error) that could not be decoded into the cache
+
+
+
+def pair_split_files(sources: Sequence[Path], split_files: Sequence[Path]) -> list[Path | None]:
+    """Each dataset's split file, paired by order: one per dataset, or none at all.
+
+    Each is read now, so a missing or malformed one is refused before any audio is decoded.
+    """
+    if split_files and len(split_files) != len(sources):
+        raise MgcError(
+            f"{len(sources)} datasets and {len(split_files)} split files: give one --split-file per --data, in order, or none"
+        )
+    for split_file in split_files:
+        read_split_file(split_file)
+    return list(split_files) or [None] * len(sources)
+
+
+
+def cache_folders(sources: Sequence[Path], cache: Path | None, out_dir: Path) -> list[Path]:
+    """Where each dataset is decoded: CACHE (default OUT/cache) for one dataset; CACHE-1, CACHE-2, ... for several."""
+    cache = cache or out_dir / "cache"
+    if len(sources) == 1:
+        return [cache]
+    return [Path(f"{cache}-{n}") for n in range(1, len(sources) + 1)]
+
+
+
+def load_datasets(
+    sources: Sequence[Path],
+    split_files: Sequence[Path] = (),
+    caches: Sequence[Path] | None = None,
+    notify: Callable[[str], None] | None = None,
+) -> list[Dataset]:
+    """The datasets a command names, each with its split file (paired by `pair_split_files`).
+
+    With `caches` (one folder per dataset, see `cache_folders`), a dataset that is not a cache
+    already is decoded into its own first, and reused next time; `notify` hears where. The
+    source audio stays where it is. Track keys (paths within a dataset) must differ across
+    datasets, since split files and runs name tracks by them: two datasets sharing one are refused.
+    """
+    pairs = pair_split_files(sources, split_files)
+    found = [find_tracks(source) for source in sources]  # every source checked before any decoding
+    owner: dict[str, int] = {}  # track key -> the dataset that holds it
+    for n, tracks in enumerate(found):
+        for track in tracks:
+            first = owner.setdefault(track.key, n)
+            if first != n:
+                raise MgcError(f"{sources[first]} and {sources[n]} both hold {track.key}: track paths must differ across datasets")
+    datasets = []
+    for n, (source, split_file, tracks) in enumerate(zip(sources, pairs, found)):
+        skipped = []
+        if caches and tracks and not tracks[0].cache_file:
+            check_output_folder(caches[n])
+            if notify:
+                notify(f"decoding {len(tracks)} tracks of {source} into {caches[n]} (reused next time)")
+            skipped = preprocess(tracks, caches[n]).failed
+            tracks = read_cache(caches[n])
+        datasets.append(Dataset(Path(source), tracks, split_file, skipped))
+    return datasets
+
+
+
+def split_datasets(datasets: list[Dataset], **rule) -> dict[str, list[Track]]:
+    """{"train", "valid", "test"} -> the tracks of every dataset, each dataset split by its own
+    split file, else by `rule` (`split_tracks`' folds, fold, valid_fraction and seed)."""
+    parts = [split_tracks(d.tracks, split_file=d.split_file, **rule) for d in datasets]
+    return {name: [t for part in parts for t in part[name]] for name in SPLITS}
+
+
+
+def tracks_in_split(dataset: Dataset, split: str) -> list[Track]:
+    """A dataset's tracks in `split` ("all": every one): by its split file, else its manifest's
+    split column. A split with no tracks is refused."""
+    if split == "all":
+        return dataset.tracks
+    if dataset.split_file:
+        parts = split_tracks(dataset.tracks, split_file=dataset.split_file)
+    else:
+        parts = {s: [t for t in dataset.tracks if t.split == s] for s in SPLITS}
+    if not parts[split]:
+        present = ", ".join(s for s in SPLITS if parts[s]) or "none"
+        raise MgcError(f"{dataset.source}: no tracks in split {split!r}; splits present: {present}")
+    return parts[split]
