@@ -33,15 +33,7 @@ import torch
 
 from mgcli.audio import CLIP_SAMPLES, SAMPLE_RATE, load
 from mgcli.clips import hop_samples
-from mgcli.inference import (
-    GenreModel,
-    classify,
-    classify_files,
-    load_model,
-    pick_device,
-    place,
-    track_logits,
-)
+from mgcli.inference import GenreModel, classify, classify_files, load_model, pick_device, place, track_logits
 from mgcli.models import build, count_parameters
 from mgcli.models.sincresnet import SincResNet
 from mgcli.training.augment import Augment, TrainClips

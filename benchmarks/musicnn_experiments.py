@@ -6,7 +6,7 @@ Trains every recipe below on GTZAN train + Emotify train, scores each on GTZAN v
 Emotify valid and both together, and writes each result to benchmarks/musicnn-results.json
 (kept in git) as soon as it exists. musicnn's front end is frozen in every recipe here, so
 its output is computed once per clip and kept in the dataset caches
-(`feature_train.track_features`): the first recipe waits for it (about 15 minutes on 2
+(`training.features.track_features`): the first recipe waits for it (about 15 minutes on 2
 cores), the others take minutes. Needs the caches of
 `mgc preprocess ../shared/data/gtzan --out runs/gtzan-cache` (and emotify likewise).
 """

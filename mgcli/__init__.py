@@ -20,6 +20,10 @@ def first_line(error: BaseException | str) -> str:
     return text.splitlines()[0][:200] if text else type(error).__name__
 
 
+def quiet(message: str) -> None:
+    """The default `notify` of library calls: their progress messages go nowhere."""
+
+
 def __getattr__(name: str):
     """`mgcli.load_model` and `mgcli.classify`, imported on first use (they need torch)."""
     if name == "load_model":

@@ -637,7 +637,7 @@ def explain(
     model = load_model(weights, device)
     explanation = explain_file(model, file, label, steps)
     draw_explanation(out_png, explanation)
-    out.print(f"{file}: {explanation.label} explained over {len(explanation.segments)} clips → {out_png}", highlight=False)
+    out.print(f"{file}: {explanation.label} explained over {len(explanation.timeline)} clips → {out_png}", highlight=False)
 
 
 @app.command("inspect")

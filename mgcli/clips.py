@@ -45,7 +45,7 @@ def iter_spans(
     vote. Nothing is wrapped round. Only the current block and one span are held in memory.
     """
     if hop <= 0:
-        raise MgcError(f"hop must be positive, got {hop} samples")
+        raise ValueError(f"hop must be positive, got {hop} samples")
     span_length = length + (max_clips - 1) * hop
     buffer = np.zeros(0, np.float32)
     offset = 0  # track position of buffer[0]

@@ -22,7 +22,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import os
 import warnings
 from pathlib import Path
 
@@ -31,7 +30,8 @@ from torch import nn
 
 from . import MgcError, __version__
 from .audio import SAMPLE_RATE
-from .inference import GenreModel
+from .files import check_output_file, write_atomic
+from .inference import GenreModel, load_model
 from .models.sinc import SincConv
 
 FORMATS = ("onnx", "torchscript")
@@ -95,15 +95,11 @@ def export_model(model: GenreModel, fmt: str, out: str | Path) -> Path:
     network = frozen_copy(model.network)
     example = torch.randn(EXAMPLE_BATCH, model.clip_samples)
     metadata = export_metadata(model)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
     if fmt == "onnx":
-        save_onnx(network, example, metadata, tmp, model.name)
+        write_atomic(out, lambda tmp: save_onnx(network, example, metadata, tmp, model.name))
     else:
-        save_torchscript(network, example, metadata, tmp)
-    os.replace(tmp, out)
-    return out
+        write_atomic(out, lambda tmp: save_torchscript(network, example, metadata, tmp))
+    return Path(out)
 
 
 def save_onnx(network: nn.Module, example: torch.Tensor, metadata: dict[str, str], path: Path, name: str) -> None:
@@ -147,3 +143,12 @@ def save_torchscript(network: nn.Module, example: torch.Tensor, metadata: dict[s
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         traced = torch.jit.trace(network, example)
         torch.jit.save(traced, str(path), _extra_files={METADATA_FILE: json.dumps(metadata)})
+
+
+def export_checkpoint(weights: str | Path | None, fmt: str, out_file: str | Path) -> GenreModel:
+    """`mgc export`: the checkpoint `weights` (None or "default": the shipped weights) as an
+    ONNX or TorchScript file `out_file`. Returns the model exported."""
+    check_output_file(out_file)
+    model = load_model(None if weights in (None, "default") else weights, "cpu")
+    export_model(model, fmt, out_file)
+    return model

@@ -11,18 +11,18 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from . import MgcError
 from .audio import DEFAULT_HOP_SECONDS, AudioError, DecodeNotes, stream
 from .checkpoint import default_weights, load_checkpoint, network_from_checkpoint
 from .clips import hop_samples, iter_spans, span_clips
+from .models.base import GenreNetwork
 
 
 @dataclass
@@ -30,7 +30,7 @@ class GenreModel:
     """A model ready to classify: the network, its labels and where it runs."""
 
     name: str
-    network: nn.Module
+    network: GenreNetwork
     labels: list[str]
     device: torch.device
     fast_path: bool = True  # use the network's exact span_logits where it has one; False: clip by clip
@@ -63,7 +63,7 @@ def pick_device(device: str = "auto") -> torch.device:
 
 
 
-def place(network: nn.Module, device: torch.device) -> nn.Module:
+def place(network: GenreNetwork, device: torch.device) -> GenreNetwork:
     """Move a network to `device`, its 2D convolution weights in channels-last layout.
 
     oneDNN runs NHWC convolutions about twice as fast as NCHW on these CPUs (BBNN: 1.9x per
@@ -72,7 +72,7 @@ def place(network: nn.Module, device: torch.device) -> nn.Module:
     A network whose 2D convolutions have one input channel (musicnn's front end) says
     `channels_last = False`: oneDNN ran those 1.8x slower in NHWC.
     """
-    layout = torch.channels_last if getattr(network, "channels_last", True) else torch.contiguous_format
+    layout = torch.channels_last if network.channels_last else torch.contiguous_format
     return network.to(device, memory_format=layout)
 
 
@@ -169,7 +169,7 @@ def track_logits(
 
 
 def _has_fast_path(model: GenreModel) -> bool:
-    return model.fast_path and getattr(model.network, "has_fast_path", False)
+    return model.fast_path and model.network.has_fast_path
 
 
 
@@ -180,7 +180,7 @@ def _inference(model: GenreModel) -> Iterator[None]:
 
 
 
-def aggregate(logits: np.ndarray, method: str = "mean_prob") -> np.ndarray:
+def aggregate(logits: np.ndarray, aggregation: str = "mean_prob") -> np.ndarray:
     """A track's genre probabilities from its clips' logits.
 
     mean_prob   mean of the clips' softmax probabilities
@@ -188,19 +188,24 @@ def aggregate(logits: np.ndarray, method: str = "mean_prob") -> np.ndarray:
     vote        share of clips voting for each genre (the paper's majority vote); the
                 mean probabilities count as one more, fractional voter to break ties
     """
-    probs = _softmax(logits)
-    if method == "mean_prob":
+    check_aggregation(aggregation)
+    probs = softmax(logits)
+    if aggregation == "mean_prob":
         return probs.mean(axis=0)
-    if method == "mean_logit":
-        return _softmax(logits.mean(axis=0, keepdims=True))[0]
-    if method == "vote":
-        votes = np.bincount(logits.argmax(axis=1), minlength=logits.shape[1]).astype(np.float64)
-        return (votes + probs.mean(axis=0)) / (len(logits) + 1)
-    raise MgcError(f"unknown aggregation {method!r} (use {', '.join(AGGREGATIONS)})")
+    if aggregation == "mean_logit":
+        return softmax(logits.mean(axis=0, keepdims=True))[0]
+    votes = np.bincount(logits.argmax(axis=1), minlength=logits.shape[1]).astype(np.float64)
+    return (votes + probs.mean(axis=0)) / (len(logits) + 1)
+
+
+def check_aggregation(aggregation: str) -> None:
+    """Refuse an unknown aggregation now, before a model is loaded or any audio decoded."""
+    if aggregation not in AGGREGATIONS:
+        raise MgcError(f"unknown aggregation {aggregation!r} (use {', '.join(AGGREGATIONS)})")
 
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
+def softmax(logits: np.ndarray) -> np.ndarray:
     z = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return z / z.sum(axis=-1, keepdims=True)
 
@@ -224,7 +229,7 @@ def classify(
     model: GenreModel,
     path: str | Path,
     hop_seconds: float = DEFAULT_HOP_SECONDS,
-    method: str = "mean_prob",
+    aggregation: str = "mean_prob",
     batch_size: int | None = None,
 ) -> TrackResult:
     """Genre probabilities of one audio file; decoding streams, so long files stay in bounded memory.
@@ -232,7 +237,7 @@ def classify(
     It runs `classify_files`, whose decoding thread overlaps decoding with the model (a 4-min
     MP3 took 2.7 s instead of 3.5 with musicnn on 2 cores); a file that fails raises AudioError.
     """
-    results = classify_files(model, [path], hop_seconds, method, batch_size)
+    results = classify_files(model, [path], hop_seconds, aggregation, batch_size)
     try:
         result = next(results)
     finally:
@@ -247,7 +252,7 @@ def classify_files(
     model: GenreModel,
     paths: Iterable[str | Path],
     hop_seconds: float = DEFAULT_HOP_SECONDS,
-    method: str = "mean_prob",
+    aggregation: str = "mean_prob",
     batch_size: int | None = None,
 ) -> Iterator[TrackResult]:
     """Classify files, yielding results in order; a file that fails gives a result carrying its error.
@@ -259,6 +264,77 @@ def classify_files(
     paths = [str(path) for path in paths]
     hop = hop_samples(hop_seconds)
     batch_size = batch_size or model.batch_size
+    logits: dict[int, list[np.ndarray]] = {}  # file index -> its clips' logits so far
+    errors: dict[int, str] = {}
+    warnings: dict[int, str] = {}
+    batches = ClipBatches(batch_size)
+    ended = next_result = 0  # files decoded to the end; files yielded
+
+    def run(owners: list[int], compute: Callable[[], np.ndarray]) -> None:
+        """Compute one batch's logits and file them under their files; a failure fails those files."""
+        try:
+            rows = compute()
+        except (RuntimeError, MemoryError) as failure:  # e.g. out of memory: those files fail, the rest go on
+            for index in set(owners):
+                errors[index] = f"{paths[index]}: {type(failure).__name__}: {failure}"
+            return
+        for index, row in zip(owners, rows):
+            logits.setdefault(index, []).append(row)
+
+    with _decoded_ahead(paths, model.clip_samples, hop, batch_size) as decoded:
+        for index, span, n_clips, ending in decoded:
+            if span is not None and _has_fast_path(model):
+                run([index] * n_clips, lambda: span_logits(model, span, hop, n_clips))
+            elif span is not None:
+                batches.add(index, span_clips(span, model.clip_samples, hop, n_clips))
+            if ending is not None:
+                ended = index + 1
+                error, warnings[index] = ending
+                if error:
+                    errors[index] = error
+            for owners, clips in batches.ready(final=ended == len(paths)):
+                run(owners, lambda: clip_logits(model, clips))
+            while next_result < ended and not batches.holds(next_result):
+                yield _result(
+                    paths[next_result], logits.pop(next_result, []), errors.pop(next_result, ""),
+                    warnings.pop(next_result), aggregation,
+                )
+                next_result += 1
+
+
+class ClipBatches:
+    """Clips of consecutive files gathered into batches of `size`, each clip remembering its file."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.owners: list[int] = []  # the file index of each waiting clip
+        self.clips: list[np.ndarray] = []
+
+    def add(self, owner: int, clips: np.ndarray) -> None:
+        self.owners += [owner] * len(clips)
+        self.clips += list(clips)
+
+    def holds(self, owner: int) -> bool:
+        """Whether clips of file `owner` still wait for a batch."""
+        return owner in self.owners
+
+    def ready(self, final: bool = False) -> Iterator[tuple[list[int], np.ndarray]]:
+        """(owners, clips [n, clip_samples]) of every full batch; with `final`, of the last short one too."""
+        while len(self.clips) >= self.size or (final and self.clips):
+            owners, self.owners = self.owners[: self.size], self.owners[self.size :]
+            clips, self.clips = self.clips[: self.size], self.clips[self.size :]
+            yield owners, np.stack(clips)
+
+
+@contextlib.contextmanager
+def _decoded_ahead(
+    paths: list[str], clip_samples: int, hop: int, max_clips: int
+) -> Iterator[Iterator[tuple[int, np.ndarray | None, int, tuple[str, str] | None]]]:
+    """The files' spans (clips.iter_spans), decoded by a thread ahead of their use.
+
+    Yields (file index, span, n_clips, None) per span and (file index, None, 0, (error, warning))
+    when a file ends, and stops after the last file. Leaving the context stops the thread.
+    """
     spans: queue.Queue = queue.Queue(maxsize=8)  # bounds the audio decoded ahead
     stop = threading.Event()
 
@@ -274,72 +350,28 @@ def classify_files(
             error = ""
             notes = DecodeNotes()
             try:
-                for span, n in iter_spans(stream(path, notes=notes), model.clip_samples, hop, batch_size):
-                    put((index, span, n))
+                for span, n in iter_spans(stream(path, notes=notes), clip_samples, hop, max_clips):
+                    put((index, span, n, None))
             except MgcError as failure:
                 error = str(failure)
             except Exception as failure:  # reported per file: one bad file must not stop a folder
                 error = f"{path}: {type(failure).__name__}: {failure}"
-            put((index, None, (error, notes.warning(path))))
-        put((None, None, ""))
+            put((index, None, 0, (error, notes.warning(path))))
+        put(None)
 
-    rows: dict[int, list[np.ndarray]] = {}  # file index -> its clips' logits so far
-    errors: dict[int, str] = {}
-    warnings: dict[int, str] = {}
-    ended: set[int] = set()
-    pending: list[tuple[int, np.ndarray]] = []  # (file index, clip) waiting for a full batch
-
-    def run(owners: list[int], compute) -> None:
-        try:
-            logits = compute()
-        except (RuntimeError, MemoryError) as failure:
-            for index in set(owners):
-                errors[index] = f"{paths[index]}: {type(failure).__name__}: {failure}"
-            return
-        for index, row in zip(owners, logits):
-            rows.setdefault(index, []).append(row)
-
-    def run_pending(count: int) -> None:
-        nonlocal pending
-        batch, pending = pending[:count], pending[count:]
-        run([index for index, _ in batch], lambda: clip_logits(model, np.stack([clip for _, clip in batch])))
-
-    worker = threading.Thread(target=decode, daemon=True)
-    worker.start()
-    next_result = 0
+    threading.Thread(target=decode, daemon=True).start()
     try:
-        while next_result < len(paths):
-            index, span, detail = spans.get()
-            if span is not None and _has_fast_path(model):
-                run([index] * detail, lambda: span_logits(model, span, hop, detail))
-            elif span is not None:
-                pending += [(index, clip) for clip in span_clips(span, model.clip_samples, hop, detail)]
-                while len(pending) >= batch_size:
-                    run_pending(batch_size)
-            elif index is not None:
-                ended.add(index)
-                error, warnings[index] = detail
-                if error:
-                    errors[index] = error
-            else:  # everything is decoded
-                while pending:
-                    run_pending(batch_size)
-            while next_result in ended and all(owner != next_result for owner, _ in pending):
-                yield _result(
-                    paths[next_result], rows.pop(next_result, []), errors.pop(next_result, ""),
-                    warnings.pop(next_result), method,
-                )
-                next_result += 1
+        yield iter(spans.get, None)
     finally:
         stop.set()
 
 
 
-def _result(path: str, rows: list[np.ndarray], error: str, warning: str, method: str) -> TrackResult:
+def _result(path: str, rows: list[np.ndarray], error: str, warning: str, aggregation: str) -> TrackResult:
     if error:
         return TrackResult(path, error=error)
     logits = np.stack(rows)
-    return TrackResult(path, aggregate(logits, method), logits, warning=warning)
+    return TrackResult(path, aggregate(logits, aggregation), logits, warning=warning)
 
 
 
@@ -356,7 +388,7 @@ def timeline(clip_logits: np.ndarray, labels: list[str], hop_seconds: float, cli
     track (it is zero-padded, see audio.iter_spans). With overlapping clips the windows overlap.
     """
     records = []
-    for i, probabilities in enumerate(_softmax(clip_logits)):
+    for i, probabilities in enumerate(softmax(clip_logits)):
         best = int(np.argmax(probabilities))
         start = i * hop_seconds
         records.append({

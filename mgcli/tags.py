@@ -15,8 +15,6 @@ from .inference import GenreModel, TrackResult, classify_files, load_model, top_
 
 DEFAULT_TAGGER = WEIGHTS_DIR / "musicnn-msd.pt"  # musicnn's Million Song Dataset tagger; musicnn-mtt.pt: MagnaTagATune's
 
-TAGGERS = ("musicnn", "musicnn-vgg")  # the models whose tag layer gives one independent logit per tag
-
 
 
 def load_tagger(weights: str | Path | None = None, device: str = "auto") -> GenreModel:
@@ -24,8 +22,7 @@ def load_tagger(weights: str | Path | None = None, device: str = "auto") -> Genr
     since a sigmoid of its logits would look like tags and mean nothing."""
     path = weights or DEFAULT_TAGGER
     model = load_model(path, device)
-    # musicnn-vgg has no head setting: its only output is the tag layer.
-    if model.name not in TAGGERS or getattr(model.network.config, "head", "tags") != "tags":
+    if not model.network.is_tagger:
         raise MgcError(f"{path}: a {model.name} genre classifier, not a tagger (use {DEFAULT_TAGGER.name} or musicnn-mtt.pt)")
     return model
 

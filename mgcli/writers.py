@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from . import MgcError
-from .files import write_text_atomic
+from .files import write_atomic, write_text_atomic
 from .inference import TrackResult, top_k
 
 
@@ -41,11 +41,7 @@ class CsvWriter:
                 self.done = {os.path.realpath(row[0]) for row in kept}
             elif not overwrite:
                 raise MgcError(f"{self.path} exists: pass --skip-existing to resume it or --overwrite to replace it")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w", newline="") as f:
-            csv.writer(f).writerows([self.header, *kept])
-        os.replace(tmp, self.path)
+        write_atomic(self.path, lambda tmp: _write_rows(tmp, [self.header, *kept]))
         self.file = open(self.path, "a", newline="")
         self.writer = csv.writer(self.file)
 
@@ -81,7 +77,7 @@ class CsvWriter:
 class TimelineCsvWriter:
     """Rows `path,start,end,genre,probability,<one column per label>`: one per clip of every tagged file.
 
-    The records of `timeline`; files that failed get no rows. Like CsvWriter it never replaces an
+    The records of `inference.timeline`; files that failed get no rows. Like CsvWriter it never replaces an
     existing file unless `overwrite=True`; it cannot resume one.
     """
 
@@ -95,8 +91,8 @@ class TimelineCsvWriter:
         self.writer = csv.writer(self.file)
         self.writer.writerow(["path", "start", "end", "genre", "probability", *labels])
 
-    def write(self, path: str, segments: list[dict]) -> None:
-        for s in segments:
+    def write(self, path: str, timeline: list[dict]) -> None:
+        for s in timeline:
             probs = [f"{s['probabilities'][label]:.4f}" for label in self.labels]
             window = [f"{s['start']:.3f}", f"{s['end']:.3f}"]
             self.writer.writerow([path, *window, s["genre"], f"{s['probability']:.4f}", *probs])
@@ -107,8 +103,8 @@ class TimelineCsvWriter:
 
 
 
-def result_dict(result: TrackResult, labels: list[str], k: int, segments: list[dict] | None = None) -> dict:
-    """A result as JSON; `segments` (from `timeline`) go under "timeline" when given."""
+def result_dict(result: TrackResult, labels: list[str], k: int, timeline: list[dict] | None = None) -> dict:
+    """A result as JSON; its clips' `timeline` (inference.timeline), when given, goes under "timeline"."""
     if result.probabilities is None:
         return {"path": result.path, "error": result.error}
     best = top_k(result.probabilities, labels, k)
@@ -122,8 +118,8 @@ def result_dict(result: TrackResult, labels: list[str], k: int, segments: list[d
     }
     if result.warning:
         record["warning"] = result.warning
-    if segments is not None:
-        record["timeline"] = segments
+    if timeline is not None:
+        record["timeline"] = timeline
     return record
 
 
@@ -143,3 +139,8 @@ def tags_dict(result: TrackResult, labels: list[str]) -> dict:
 def write_json(path: str | Path, records: list[dict]) -> None:
     """The `result_dict` records of a run, written atomically."""
     write_text_atomic(path, json.dumps(records, indent=2) + "\n")
+
+
+def _write_rows(path: Path, rows: list[list[str]]) -> None:
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows(rows)

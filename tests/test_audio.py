@@ -9,8 +9,8 @@ import soxr
 from conftest import write_tone
 
 from mgcli import audio
-from mgcli.clips import cut_clips, iter_clips, iter_spans
 from mgcli.audio import AudioError
+from mgcli.clips import cut_clips, iter_clips, iter_spans
 
 
 @pytest.mark.parametrize("suffix", [".wav", ".flac", ".ogg", ".mp3", ".au"])

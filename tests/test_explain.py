@@ -18,13 +18,7 @@ from test_models import tones
 from mgcli.checkpoint import make_checkpoint, save_checkpoint
 from mgcli.explain.explain import explain_file
 from mgcli.explain.inspect import hpss, sinc_filters
-from mgcli.explain.plot import (
-    CUTOFFS_PIXELS,
-    EXPLAIN_PIXELS,
-    RESPONSES_PIXELS,
-    SPECTROGRAMS_PIXELS,
-    TIMELINE_PIXELS,
-)
+from mgcli.explain.plot import CUTOFFS_PIXELS, EXPLAIN_PIXELS, RESPONSES_PIXELS, SPECTROGRAMS_PIXELS, TIMELINE_PIXELS
 from mgcli.inference import load_model
 from mgcli.models import build
 
@@ -94,7 +88,7 @@ def png_size(path: Path) -> tuple[int, int]:
 def test_grad_cam_has_the_input_resolution_and_is_not_constant(checkpoints, song, name):
     model = load_model(checkpoints[name], "cpu")
     explanation = explain_file(model, song, steps=4)
-    assert explanation.label in LABELS and len(explanation.segments) == 3
+    assert explanation.label in LABELS and len(explanation.timeline) == 3
     for item in explanation.inputs:
         assert item.grad_cam.shape == item.image.shape == item.integrated_gradients.shape
         assert item.image.shape[1] % 3 == 0  # three clips side by side

@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 from conftest import write_tone
 
-from mgcli import MgcError
 from mgcli.inference import GenreModel, classify_files, track_logits
 from mgcli.models import MODELS, build
 from mgcli.models.sinc import SincConv, fft_conv_same
@@ -19,7 +18,8 @@ TINY = {
     "sincresnet": dict(TINY_SINC, backbone_width=8, kernel_sizes=(129,)),
     "multi-input": dict(TINY_SINC, n_mels=16, channels=(4, 8), exchange_after=1),
 }
-FAST_MODELS = [name for name, (_, model_class) in MODELS.items() if hasattr(model_class, "span_logits")]
+with torch.device("meta"):  # shapes only: which models declare the exact fast path
+    FAST_MODELS = [name for name in MODELS if build(name).has_fast_path]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -67,15 +67,15 @@ def test_span_logits_equal_clip_by_clip_logits(name, hop):
 @pytest.mark.parametrize("name", FAST_MODELS)
 def test_span_logits_refuses_training_mode_and_a_span_too_short_for_its_clips(name):
     model = tiny_eval_model(name, 4_000)
-    with pytest.raises(MgcError, match="fewer than 3 clips"):
+    with pytest.raises(ValueError, match="fewer than 3 clips"):  # a bug, not a user error: it keeps its traceback
         model.span_logits(torch.zeros(5_000), 1_000, 3)
-    with pytest.raises(MgcError, match="eval mode"):
+    with pytest.raises(ValueError, match="eval mode"):
         model.train().span_logits(torch.zeros(5_000), 1_000, 2)
 
 
 def test_span_logits_refuses_a_positional_waveform_norm():
     positional = tiny_eval_model("ms-sincresnet", 4_000, norm_affine=True)
-    with pytest.raises(MgcError, match="norm_affine"):
+    with pytest.raises(ValueError, match="norm_affine"):
         positional.span_logits(torch.zeros(5_000), 1_000, 2)
 
 

@@ -11,8 +11,8 @@ import torch
 from conftest import SHARED_GTZAN
 
 from mgcli import audio
-from mgcli.clips import cut_clips
 from mgcli.checkpoint import WEIGHTS_DIR, load_checkpoint
+from mgcli.clips import cut_clips
 from mgcli.inference import model_from_checkpoint
 
 REFERENCE = np.load(Path(__file__).parent / "fixtures" / "musicnn-reference.npz")

@@ -18,46 +18,29 @@ from torch import Tensor, nn
 from .. import MgcError
 from ..audio import SAMPLE_RATE, load
 from ..clips import cut_clips
-from ..inference import GenreModel, aggregate, timeline, track_logits
-from ..models.broadcast import BBNN
-from ..models.mel import ResNetMel
-from ..models.multi_input import MultiInput
-from ..models.sincresnet import SincResNet
-
-
-@dataclass
-class ImageInput:
-    """A 2D input of a network: the module whose output is the image, and the last conv feature map over it."""
-
-    name: str
-    image: nn.Module  # output [B, C, H, W]: the image the 2D layers read
-    features: nn.Module  # output [B, C', h, w]: Grad-CAM's target, the last conv -> BN -> ReLU before pooling
-
+from ..files import check_output_file
+from ..inference import GenreModel, aggregate, load_model, timeline, track_logits
+from ..models import MODELS, build
+from ..models.base import ImageInput
+from .plot import draw_explanation, require_matplotlib
 
 
 def image_inputs(model: GenreModel) -> list[ImageInput]:
-    """The 2D inputs of a model's network, which Grad-CAM and integrated gradients map; MgcError if it has none.
+    """The 2D inputs of a model's network, which Grad-CAM and integrated gradients map; MgcError if it has none."""
+    inputs = model.network.image_inputs()
+    if not inputs:
+        raise MgcError(
+            f"{model.name} reads no 2D input, so there is no map to explain; models with one: "
+            + ", ".join(_models_with_image_inputs())
+        )
+    return inputs
 
-    One table for the whole zoo, beside the only code that needs it, so that the model classes
-    stay about classifying. Broadcast is a BBNN, so it is covered too. The multi-input network has
-    two 2D inputs, both mapped from the same backward pass.
-    """
-    network = model.network
-    if isinstance(network, SincResNet):
-        return [ImageInput("learned sinc spectrogram", network.front_end, network.backbone)]
-    if isinstance(network, ResNetMel):
-        return [ImageInput("log-mel", network.input_norm, network.backbone)]
-    if isinstance(network, BBNN):
-        return [ImageInput("log-mel", network.input_norm, network.transition[0])]
-    if isinstance(network, MultiInput):
-        return [
-            ImageInput("log-mel", network.mel_norm, network.mel_blocks[-1][0]),
-            ImageInput("learned sinc spectrogram", network.sinc, network.sinc_blocks[-1][0]),
-        ]
-    raise MgcError(
-        f"{model.name} reads no 2D input, so there is no map to explain; models with one: "
-        "ms-sincresnet, sincresnet, resnet-mel, bbnn, broadcast, multi-input"
-    )
+
+
+def _models_with_image_inputs() -> list[str]:
+    """The registry's models that have a 2D input, in registry order."""
+    with torch.device("meta"):  # shapes only: no memory, no initialisation cost
+        return [name for name in MODELS if build(name).image_inputs()]
 
 
 
@@ -78,7 +61,7 @@ class Explanation:
     label: str  # the genre explained
     labels: list[str]
     clip_seconds: float
-    segments: list[dict]  # predict.timeline of the back-to-back clips: each clip's genre probabilities
+    timeline: list[dict]  # inference.timeline of the back-to-back clips: each clip's genre probabilities
     inputs: list[InputExplanation]
 
 
@@ -107,8 +90,8 @@ def explain_file(model: GenreModel, path: str | Path, label: str | None = None, 
         image, cam, attribution = (np.concatenate([clip[i][k] for clip in per_clip], axis=1) for k in range(3))
         explained.append(InputExplanation(item.name, image, cam / max(cam.max(), 1e-12), attribution))
     clip_seconds = model.clip_samples / SAMPLE_RATE
-    segments = timeline(logits, model.labels, clip_seconds, clip_seconds)
-    return Explanation(str(path), model.labels[target], model.labels, clip_seconds, segments, explained)
+    clips = timeline(logits, model.labels, clip_seconds, clip_seconds)
+    return Explanation(str(path), model.labels[target], model.labels, clip_seconds, clips, explained)
 
 
 
@@ -169,3 +152,15 @@ def _hooks(modules: list[nn.Module], hook: Callable) -> Iterator[None]:
     finally:
         for handle in handles:
             handle.remove()
+
+
+def explain(
+    file: str | Path, out_png: str | Path, weights: str | Path | None = None, label: str | None = None,
+    steps: int = 16, device: str = "auto",
+) -> Explanation:
+    """`mgc explain`: `explain_file` drawn as a PNG (needs mgcli[plot])."""
+    require_matplotlib()
+    check_output_file(out_png)
+    explanation = explain_file(load_model(weights, device), file, label, steps)
+    draw_explanation(out_png, explanation)
+    return explanation

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,12 +18,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .. import MgcError
+from .. import MgcError, quiet
 from ..audio import SAMPLE_RATE, load
 from ..clips import clip_at
-from ..inference import GenreModel
+from ..files import check_output_folder
+from ..inference import GenreModel, load_model
 from ..models.mel import LOG_FLOOR, LogMel
-from ..models.sinc import MultiScaleSinc, SincConv
+from ..models.sinc import SincConv
+from .plot import draw_sinc_cutoffs, draw_sinc_responses, draw_spectrograms, require_matplotlib
 
 # The hand-made spectrograms of `clip_spectrograms`: the paper's mel settings (window 512, hop 128 at 16 kHz).
 N_FFT = 512
@@ -100,8 +103,8 @@ class ClipSpectrograms:
 def clip_spectrograms(model: GenreModel, path: str | Path, start: float | None = None) -> ClipSpectrograms:
     """The clip of `path` from `start` seconds (default: the middle of the track), as MS-SincResNet's figure 4 shows it.
 
-    The learned representation is the output of the network's MultiScaleSinc on the layer-normalised
-    clip (ms-sincresnet, sincresnet, multi-input); other models have none.
+    The learned representation is the network's `learned_spectrogram` of the clip (the multi-scale
+    sinc banks of ms-sincresnet, sincresnet and multi-input); other models have none.
     """
     wave = load(path)
     length = model.clip_samples
@@ -109,12 +112,8 @@ def clip_spectrograms(model: GenreModel, path: str | Path, start: float | None =
     if not 0 <= first < len(wave):
         raise MgcError(f"--start {start} s is outside {path} ({len(wave) / SAMPLE_RATE:.1f} s long)")
     clip = torch.from_numpy(clip_at(wave, first, length))
-    network = model.network
-    fronts = [m for m in network.modules() if isinstance(m, MultiScaleSinc)]
-    learned = None
     with torch.no_grad():
-        if fronts:
-            learned = fronts[0](network.wave_norm(clip[None].to(model.device)))[0].float().cpu().numpy()
+        learned = model.network.learned_spectrogram(clip[None].to(model.device))
         mel = LogMel(SAMPLE_RATE, N_FFT, HOP_LENGTH, N_MELS)(clip)
         spectrum = torch.stft(clip, N_FFT, HOP_LENGTH, window=torch.hann_window(N_FFT), return_complex=True).abs()
         harmonic, percussive = hpss(spectrum)
@@ -122,8 +121,8 @@ def clip_spectrograms(model: GenreModel, path: str | Path, start: float | None =
         str(path),
         first / SAMPLE_RATE,
         length / SAMPLE_RATE,
-        learned,
-        [bank.sinc.kernel_size for bank in fronts[0].banks] if fronts else [],
+        None if learned is None else learned[0].float().cpu().numpy(),
+        model.network.learned_taps,
         mel.numpy(),
         _log_power(spectrum),
         _log_power(harmonic),
@@ -159,3 +158,32 @@ def _median_filter(x: Tensor, size: int, dim: int) -> Tensor:
     moved = x.movedim(dim, -1)
     padded = F.pad(moved[None], (size // 2, size // 2), mode="replicate")[0]
     return padded.unfold(-1, size, 1).median(dim=-1).values.movedim(-1, dim)
+
+
+def inspect(
+    weights: str | Path, out_dir: str | Path, audio: str | Path | None = None, start: float | None = None,
+    notify: Callable[[str], None] = quiet,
+) -> list[Path]:
+    """`mgc inspect`: draw a checkpoint's sinc filters into `out_dir` and, with `audio`, how it
+    sees a clip of it from `start` seconds (needs mgcli[plot]). Returns the files written."""
+    if start is not None and audio is None:
+        raise MgcError("--start places the --audio clip: give --audio FILE too")
+    require_matplotlib()
+    check_output_folder(out_dir)
+    model = load_model(weights, "cpu")
+    banks = sinc_filters(model.network)
+    if not banks and audio is None:
+        raise MgcError(f"{weights}: {model.name} has no sinc filters to draw; pass --audio FILE for its spectrograms")
+    out_dir = Path(out_dir)
+    written = []
+    if banks:
+        written += [out_dir / "sinc-cutoffs.png", out_dir / "sinc-responses.png"]
+        draw_sinc_cutoffs(written[0], banks)
+        draw_sinc_responses(written[1], banks)
+    if audio:
+        clip = clip_spectrograms(model, audio, start)
+        if clip.learned is None:
+            notify(f"{model.name} has no multi-scale sinc front end: spectrograms.png shows the hand-made spectrograms only")
+        written.append(out_dir / "spectrograms.png")
+        draw_spectrograms(written[-1], clip)
+    return written

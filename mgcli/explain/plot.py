@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .. import MgcError
-from ..audio import SAMPLE_RATE
+from ..audio import SAMPLE_RATE, hz_to_mel, mel_to_hz
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -51,7 +51,7 @@ def draw_explanation(path: str | Path, explanation: Explanation) -> None:
     n_rows = 3 * len(explanation.inputs)
     axes = figure.subplots(n_rows + 1, 1, sharex=True, height_ratios=[3] * n_rows + [2])
     label = explanation.label
-    duration = len(explanation.segments) * explanation.clip_seconds
+    duration = len(explanation.timeline) * explanation.clip_seconds
     for i, item in enumerate(explanation.inputs):
         image_ax, cam_ax, gradients_ax = axes[3 * i : 3 * i + 3]
         extent = (0, duration, 0, item.image.shape[0])
@@ -74,7 +74,7 @@ def draw_explanation(path: str | Path, explanation: Explanation) -> None:
         for ax in (image_ax, cam_ax, gradients_ax):
             ax.set_ylabel("band")
     probabilities_ax = axes[-1]
-    mesh = _draw_segments(probabilities_ax, explanation.segments, explanation.labels, highlight=label)
+    mesh = _draw_clips(probabilities_ax, explanation.timeline, explanation.labels, highlight=label)
     figure.colorbar(mesh, ax=probabilities_ax, pad=0.005, label="probability")
     probabilities_ax.set_title("each clip's genre probabilities", loc="left")
     probabilities_ax.set_xlabel("time (s)")
@@ -82,8 +82,8 @@ def draw_explanation(path: str | Path, explanation: Explanation) -> None:
     _save(figure, path)
 
 
-def draw_timeline(path: str | Path, segments: list[dict], labels: list[str], title: str) -> None:
-    """A track's clips (predict.timeline) as a strip: the top genre per clip above, every genre's probability below."""
+def draw_timeline(path: str | Path, timeline: list[dict], labels: list[str], title: str) -> None:
+    """A track's clips (inference.timeline) as a strip: the top genre per clip above, every genre's probability below."""
     from matplotlib import colormaps
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
@@ -92,9 +92,9 @@ def draw_timeline(path: str | Path, segments: list[dict], labels: list[str], tit
     band_ax, probabilities_ax = figure.subplots(2, 1, sharex=True, height_ratios=[1, 5])
     palette = colormaps["tab10" if len(labels) <= 10 else "tab20"]
     colors = palette(np.arange(len(labels)) % palette.N)
-    best = np.array([[labels.index(s["genre"]) for s in segments]])
+    best = np.array([[labels.index(s["genre"]) for s in timeline]])
     band_ax.pcolormesh(
-        _segment_edges(segments), [0, 1], best, cmap=ListedColormap(colors), vmin=-0.5, vmax=len(labels) - 0.5
+        _clip_edges(timeline), [0, 1], best, cmap=ListedColormap(colors), vmin=-0.5, vmax=len(labels) - 0.5
     )
     band_ax.set_yticks([])
     band_ax.set_title(f"{title}: top genre per clip", loc="left")
@@ -102,10 +102,10 @@ def draw_timeline(path: str | Path, segments: list[dict], labels: list[str], tit
     figure.legend(
         handles=[Patch(color=colors[i], label=labels[i]) for i in shown], loc="outside upper right", ncols=len(shown)
     )
-    mesh = _draw_segments(probabilities_ax, segments, labels)
+    mesh = _draw_clips(probabilities_ax, timeline, labels)
     figure.colorbar(mesh, ax=[band_ax, probabilities_ax], pad=0.005, label="probability")
     probabilities_ax.set_xlabel("time (s)")
-    probabilities_ax.set_xlim(0, segments[-1]["end"])
+    probabilities_ax.set_xlim(0, timeline[-1]["end"])
     _save(figure, path)
 
 
@@ -121,7 +121,7 @@ def draw_sinc_cutoffs(path: str | Path, banks: list[SincFilters]) -> None:
         ax.plot(index, bank.init_low_hz, "k--", linewidth=0.8, label="mel-scale start")
         ax.plot(index, bank.init_high_hz, "k--", linewidth=0.8)
         # On a mel axis the mel-spaced start is a straight line, so every departure from it shows.
-        ax.set_yscale("function", functions=(_hz_to_mel, _mel_to_hz))
+        ax.set_yscale("function", functions=(hz_to_mel, mel_to_hz))
         ax.set_ylim(0, bank.sample_rate / 2)
         ax.set_title(f"{bank.name} ({bank.taps.shape[1]} taps)", loc="left", fontsize=9)
         ax.set_xlabel("filter")
@@ -223,31 +223,22 @@ def _unit(values: np.ndarray) -> np.ndarray:
     return np.clip((values - low) / max(high - low, 1e-12), 0, 1)
 
 
-def _segment_edges(segments: list[dict]) -> np.ndarray:
+def _clip_edges(timeline: list[dict]) -> np.ndarray:
     """Cell edges on the time axis: each clip gets a cell one hop wide, centred on the centre of its window."""
-    starts = np.array([s["start"] for s in segments])
-    centres = (starts + np.array([s["end"] for s in segments])) / 2
-    width = starts[1] - starts[0] if len(segments) > 1 else segments[0]["end"] - segments[0]["start"]
+    starts = np.array([s["start"] for s in timeline])
+    centres = (starts + np.array([s["end"] for s in timeline])) / 2
+    width = starts[1] - starts[0] if len(timeline) > 1 else timeline[0]["end"] - timeline[0]["start"]
     return np.append(centres - width / 2, centres[-1] + width / 2)
 
 
-def _draw_segments(ax: Axes, segments: list[dict], labels: list[str], highlight: str | None = None):
+def _draw_clips(ax: Axes, timeline: list[dict], labels: list[str], highlight: str | None = None):
     """Every clip's genre probabilities as a genres x time heatmap; `highlight` names a genre to set in bold."""
-    probabilities = np.array([[s["probabilities"][label] for label in labels] for s in segments])
+    probabilities = np.array([[s["probabilities"][label] for label in labels] for s in timeline])
     mesh = ax.pcolormesh(
-        _segment_edges(segments), np.arange(len(labels) + 1) - 0.5, probabilities.T, cmap="viridis", vmin=0, vmax=1
+        _clip_edges(timeline), np.arange(len(labels) + 1) - 0.5, probabilities.T, cmap="viridis", vmin=0, vmax=1
     )
     ax.set_yticks(range(len(labels)), labels, fontsize=8)
     ax.invert_yaxis()  # the first label on top, as in a table
     if highlight is not None:
         ax.get_yticklabels()[labels.index(highlight)].set_fontweight("bold")
     return mesh
-
-
-def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
-    """The mel scale of the sinc banks' initialisation (models.sinc.hz_to_mel), on arrays."""
-    return 2595.0 * np.log10(1.0 + np.asarray(hz) / 700.0)
-
-
-def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
-    return 700.0 * (10.0 ** (np.asarray(mel) / 2595.0) - 1.0)

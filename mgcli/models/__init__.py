@@ -1,19 +1,21 @@
 """Model registry: the only place that knows model names.
 
-Every model is built as `Model(config)` from its config dataclass, keeps `self.config`, and maps a
-raw 16 kHz waveform [batch, config.clip_samples] to logits [batch, config.n_classes]; each owns its
-front end and input normalisation.
+Every model is a GenreNetwork (models.base): built as `Model(config)` from its config dataclass,
+it maps a raw 16 kHz waveform to logits and declares its optional abilities.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 import torch
 from torch import nn
 
 from mgcli import MgcError
+from mgcli.audio import SAMPLE_RATE
+from mgcli.models.base import GenreNetwork
 from mgcli.models.broadcast import BBNN, BBNNConfig, Broadcast, BroadcastConfig
 from mgcli.models.mel import MelLinear, MelLinearConfig, ResNetMel, ResNetMelConfig
 from mgcli.models.multi_input import MultiInput, MultiInputConfig
@@ -26,12 +28,7 @@ from mgcli.models.musicnn import (
     MusicnnVGG,
     MusicnnVGGConfig,
 )
-from mgcli.models.samplecnn import (
-    SampleCNN,
-    SampleCNNConfig,
-    SampleCNNMulti,
-    SampleCNNMultiConfig,
-)
+from mgcli.models.samplecnn import SampleCNN, SampleCNNConfig, SampleCNNMulti, SampleCNNMultiConfig
 from mgcli.models.sincnet import SincNet, SincNetConfig
 from mgcli.models.sincresnet import SincResNet, SincResNetConfig, SincResNetSingleConfig
 
@@ -41,7 +38,7 @@ from mgcli.models.sincresnet import SincResNet, SincResNetConfig, SincResNetSing
 # worker thread starts, so that the threads inherit it) keeps every model at full speed.
 torch.set_flush_denormal(True)
 
-MODELS: dict[str, tuple[type, type[nn.Module]]] = {
+MODELS: dict[str, tuple[type, type[GenreNetwork]]] = {
     "ms-sincresnet": (SincResNetConfig, SincResNet),
     "sincresnet": (SincResNetSingleConfig, SincResNet),
     "sincnet": (SincNetConfig, SincNet),
@@ -60,7 +57,10 @@ MODELS: dict[str, tuple[type, type[nn.Module]]] = {
 
 
 def make_config(name: str, **overrides) -> Any:
-    """The config dataclass of model `name` with `overrides` applied; MgcError for an unknown name or key."""
+    """The config dataclass of model `name` with `overrides` applied.
+
+    MgcError for an unknown name or key, and for a sample_rate other than mgcli's SAMPLE_RATE.
+    """
     if name not in MODELS:
         raise MgcError(f"unknown model {name!r}; known models: {', '.join(MODELS)}")
     config_class, _ = MODELS[name]
@@ -70,10 +70,29 @@ def make_config(name: str, **overrides) -> Any:
         raise MgcError(f"unknown config key(s) {', '.join(unknown)} for model {name}; valid: {', '.join(fields)}")
     # Overrides may come from JSON, which has no tuples: lists become tuples.
     values = {key: tuple(value) if isinstance(value, list) else value for key, value in overrides.items()}
-    return config_class(**values)
+    config = config_class(**values)
+    # The field stays (checkpoints carry it), but every clip reaches a model resampled to SAMPLE_RATE.
+    if "sample_rate" in fields and config.sample_rate != SAMPLE_RATE:
+        raise MgcError(f"sample_rate must be {SAMPLE_RATE}: mgcli resamples all audio to {SAMPLE_RATE} Hz")
+    return config
 
 
-def build(name: str, **overrides) -> nn.Module:
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """Config overrides from `key=value` texts (`mgc train --set`); values are JSON where they parse
+    (numbers, lists, booleans), else text."""
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise MgcError(f"--set takes key=value, got {pair!r}")
+        try:
+            overrides[key] = json.loads(value)
+        except ValueError:
+            overrides[key] = value
+    return overrides
+
+
+def build(name: str, **overrides) -> GenreNetwork:
     """A freshly initialised model `name`; build(name, **dataclasses.asdict(model.config)) rebuilds its architecture."""
     config = make_config(name, **overrides)
     _, model_class = MODELS[name]

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from mgcli import MgcError
 from mgcli.audio import CLIP_SAMPLES, SAMPLE_RATE
+from mgcli.models.base import GenreNetwork, ImageInput
 from mgcli.models.mel import LogMel
 from mgcli.models.sinc import WaveformNorm
 
@@ -56,7 +57,7 @@ class InceptionBlock(nn.Module):
 @dataclass
 class BBNNConfig:
     n_classes: int = 10
-    sample_rate: int = SAMPLE_RATE
+    sample_rate: int = SAMPLE_RATE  # make_config refuses any other; kept because checkpoints carry it
     clip_samples: int = CLIP_SAMPLES
     n_mels: int = 128
     n_fft: int = 1024  # also the window length
@@ -79,7 +80,7 @@ class BroadcastConfig(BBNNConfig):
     factorised: bool = True
 
 
-class BBNN(nn.Module):
+class BBNN(GenreNetwork):
     """BBNN, bottom-up broadcast network (Liu et al. 2021): 3 densely joined inception blocks on a log-mel.
 
     Liu, Feng, Liu, Wang & Liu, "Bottom-up broadcast neural network for music genre
@@ -129,6 +130,9 @@ class BBNN(nn.Module):
         for block in self.blocks:
             x = torch.cat([x, block(x)], dim=1)  # the broadcast: every block's input travels on
         return self.classifier(self.transition(x).mean(dim=(2, 3)))
+
+    def image_inputs(self) -> list[ImageInput]:
+        return [ImageInput("log-mel", self.input_norm, self.transition[0])]
 
 
 def lecun_normal_(module: nn.Module) -> None:

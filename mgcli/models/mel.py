@@ -9,12 +9,8 @@ from torch import Tensor, nn
 from torchaudio.transforms import MelSpectrogram
 
 from mgcli.audio import CLIP_SAMPLES, SAMPLE_RATE
-from mgcli.models.resnet import (
-    ClassifierHead,
-    ResNet18,
-    SpatialPyramidPool,
-    load_torchvision_resnet18,
-)
+from mgcli.models.base import GenreNetwork, ImageInput
+from mgcli.models.resnet import ClassifierHead, ResNet18, SpatialPyramidPool, load_torchvision_resnet18
 from mgcli.models.sinc import WaveformNorm
 
 LOG_FLOOR = 1e-6  # added to the mel power before the log, so silence stays finite
@@ -49,7 +45,7 @@ class LogMel(nn.Module):
 @dataclass
 class ResNetMelConfig:
     n_classes: int = 10
-    sample_rate: int = SAMPLE_RATE
+    sample_rate: int = SAMPLE_RATE  # make_config refuses any other; kept because checkpoints carry it
     clip_samples: int = CLIP_SAMPLES
     n_mels: int = 128
     n_fft: int = 512  # also the window length
@@ -60,7 +56,7 @@ class ResNetMelConfig:
     dropout: float = 0.5
 
 
-class ResNetMel(nn.Module):
+class ResNetMel(GenreNetwork):
     """ResNet-18 on a log-mel spectrogram, the 2D baseline of Chang et al. 2021.
 
     Chang, Chen & Lee, "MS-SincResNet: Joint learning of 1D and 2D kernels using multi-scale
@@ -89,22 +85,25 @@ class ResNetMel(nn.Module):
         image = self.input_norm(self.front_end(self.wave_norm(wave)).unsqueeze(1))
         return self.head(self.pool(self.backbone(image.expand(-1, 3, -1, -1))))
 
-    def init_backbone(self, path: str) -> int:
+    def init_backbone(self, source: str) -> int:
         """Load torchvision ImageNet resnet18 weights into the backbone, as SincResNet.init_backbone."""
-        return load_torchvision_resnet18(self.backbone, path)
+        return load_torchvision_resnet18(self.backbone, source)
+
+    def image_inputs(self) -> list[ImageInput]:
+        return [ImageInput("log-mel", self.input_norm, self.backbone)]
 
 
 @dataclass
 class MelLinearConfig:
     n_classes: int = 10
-    sample_rate: int = SAMPLE_RATE
+    sample_rate: int = SAMPLE_RATE  # make_config refuses any other; kept because checkpoints carry it
     clip_samples: int = CLIP_SAMPLES
     n_mels: int = 128
     n_fft: int = 512  # also the window length
     hop_length: int = 256
 
 
-class MelLinear(nn.Module):
+class MelLinear(GenreNetwork):
     """The floor: a linear classifier on the per-band mean and standard deviation of the log-mel.
 
     Not from a paper: the simplest model that still learns, for judging the others against.

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from mgcli import MgcError
 from mgcli.audio import CLIP_SAMPLES, SAMPLE_RATE
+from mgcli.models.base import GenreNetwork, ImageInput
 from mgcli.models.broadcast import conv_bn_relu
 from mgcli.models.mel import LogMel
 from mgcli.models.resnet import ClassifierHead
@@ -32,7 +33,7 @@ def exchange(mel: Tensor, sinc: Tensor) -> tuple[Tensor, Tensor]:
 @dataclass
 class MultiInputConfig:
     n_classes: int = 10
-    sample_rate: int = SAMPLE_RATE
+    sample_rate: int = SAMPLE_RATE  # make_config refuses any other; kept because checkpoints carry it
     clip_samples: int = CLIP_SAMPLES
     n_mels: int = 128
     n_fft: int = 512  # also the window length
@@ -49,7 +50,7 @@ class MultiInputConfig:
     dropout: float = 0.5
 
 
-class MultiInput(nn.Module):
+class MultiInput(GenreNetwork):
     """Multi-input network (Wang 2023): log-mel and learned sinc branches exchange feature maps mid-way.
 
     After Wang's 2023 thesis on multi-input networks with mid-level feature interaction for music
@@ -120,12 +121,27 @@ class MultiInput(nn.Module):
         (MultiScaleSinc.forward_span); the mel branch still reads each clip.
         """
         if self.training:
-            raise MgcError("span_logits needs eval mode; use forward() on clips")
+            raise ValueError("span_logits needs eval mode; use forward() on clips")
         clip_samples = self.config.clip_samples
         if len(span) < clip_samples + (n_clips - 1) * hop:
-            raise MgcError(f"a span of {len(span)} samples holds fewer than {n_clips} clips at hop {hop}")
+            raise ValueError(f"a span of {len(span)} samples holds fewer than {n_clips} clips at hop {hop}")
         clips = self.wave_norm(span.unfold(0, clip_samples, hop)[:n_clips])
         return self.branches(clips, self.sinc.forward_span(span, hop, n_clips, clip_samples))
+
+    def image_inputs(self) -> list[ImageInput]:
+        """Both 2D inputs, mapped from the same backward pass."""
+        return [
+            ImageInput("log-mel", self.mel_norm, self.mel_blocks[-1][0]),
+            ImageInput("learned sinc spectrogram", self.sinc, self.sinc_blocks[-1][0]),
+        ]
+
+    def learned_spectrogram(self, clips: Tensor) -> Tensor:
+        """[B, clip_samples] -> [B, n_banks, n_filters, pooled_width]."""
+        return self.sinc(self.wave_norm(clips))
+
+    @property
+    def learned_taps(self) -> list[int]:
+        return list(self.config.kernel_sizes)
 
     def branches(self, wave: Tensor, sinc: Tensor) -> Tensor:
         """Logits from the layer-normalised clips [B, T] and their sinc spectrogram [B, n_banks, K, W]."""

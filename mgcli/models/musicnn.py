@@ -26,6 +26,7 @@ from torchaudio.transforms import MelSpectrogram
 
 from mgcli import MgcError
 from mgcli.audio import CLIP_SAMPLES, SAMPLE_RATE
+from mgcli.models.base import GenreNetwork
 
 N_MELS = 96
 FFT_SIZE = 512
@@ -141,7 +142,7 @@ class MusicnnProbeConfig(MusicnnConfig):
     freeze: str = "body"
 
 
-class Musicnn(nn.Module):
+class Musicnn(GenreNetwork):
     """musicnn (Pons & Serra, ISMIR 2019 LBD): musically motivated CNN on a 96-band log-mel.
 
     Front end: BatchNorm on the log-mel, then five branches read it: two timbral (204 filters,
@@ -163,7 +164,7 @@ class Musicnn(nn.Module):
     hundred tracks estimate them worse than the Million Song Dataset did.
     """
 
-    channels_last = False  # one-channel 2D convolutions: see checkpoint.place
+    channels_last = False  # one-channel 2D convolutions: see inference.place
 
     def __init__(self, config: MusicnnConfig):
         super().__init__()
@@ -248,9 +249,24 @@ class Musicnn(nn.Module):
     def forward(self, wave: Tensor) -> Tensor:
         return self.from_front_features(self.front_features(wave))
 
-    def init_backbone(self, path: str) -> int:
+    def init_backbone(self, source: str) -> int:
         """Load a musicnn tagger checkpoint (weights/musicnn-msd.pt) into everything but the genre layer."""
-        return load_pretrained(self, path, skip="head.")
+        return load_pretrained(self, source, skip="head.")
+
+    @property
+    def shipped_backbone(self) -> str | None:
+        """The shipped tagger `pretrained` names, weights/musicnn-<pretrained>.pt; None for none."""
+        from mgcli.checkpoint import WEIGHTS_DIR  # mgcli.checkpoint imports the models
+
+        return str(WEIGHTS_DIR / f"musicnn-{self.config.pretrained}.pt") if self.config.pretrained else None
+
+    @property
+    def trains_on_features(self) -> bool:
+        return self.config.freeze != "none"
+
+    @property
+    def is_tagger(self) -> bool:
+        return self.config.head == "tags"
 
 
 @dataclass
@@ -258,7 +274,7 @@ class MusicnnEnsembleConfig(MusicnnConfig):
     members: int = 5
 
 
-class MusicnnEnsemble(nn.Module):
+class MusicnnEnsemble(GenreNetwork):
     """Several fine-tuned musicnn networks on their one shared front end, their probabilities averaged.
 
     A deep ensemble (Lakshminarayanan, Pritzel & Blundell, NeurIPS 2017): members trained
@@ -270,7 +286,7 @@ class MusicnnEnsemble(nn.Module):
     mean probability. Built from trained members by `ensemble_of`.
     """
 
-    channels_last = False  # one-channel 2D convolutions: see checkpoint.place
+    channels_last = False  # one-channel 2D convolutions: see inference.place
 
     def __init__(self, config: MusicnnEnsembleConfig):
         super().__init__()
@@ -281,6 +297,10 @@ class MusicnnEnsemble(nn.Module):
         for other in self.members[1:]:  # one front end: the same modules, saved once
             other.front_end, other.input_norm, other.timbral, other.temporal = (
                 first.front_end, first.input_norm, first.timbral, first.temporal)
+
+    # Its config names the tagger its members started from; as that cannot load into a whole
+    # ensemble (the base init_backbone refuses), training one with the default config is refused.
+    shipped_backbone = Musicnn.shipped_backbone
 
     def forward(self, wave: Tensor) -> Tensor:
         front = self.members[0].front_features(wave)
@@ -313,7 +333,7 @@ class MusicnnVGGConfig:
     dropout: float = 0.5
 
 
-class MusicnnVGG(nn.Module):
+class MusicnnVGG(GenreNetwork):
     """The VGG baseline of Pons & Serra's musicnn package: 5 x (3x3 conv + ReLU + BatchNorm + max-pool).
 
     On musicnn's log-mel [187, 96]: BatchNorm, then five 128-filter 3x3 'same' convolutions,
@@ -322,7 +342,7 @@ class MusicnnVGG(nn.Module):
     flattened time, frequency, channel), dropout, dense 50 tag logits. 0.60M parameters.
     """
 
-    channels_last = False  # one-channel 2D convolutions: see checkpoint.place
+    channels_last = False  # one-channel 2D convolutions: see inference.place
 
     def __init__(self, config: MusicnnVGGConfig):
         super().__init__()
@@ -346,6 +366,10 @@ class MusicnnVGG(nn.Module):
 
     def forward(self, wave: Tensor) -> Tensor:
         return self.tag_logits_from_mel(self.front_end(wave))
+
+    @property
+    def is_tagger(self) -> bool:
+        return True  # its only output is the tag layer
 
 
 def load_pretrained(network: nn.Module, path: str, skip: str) -> int:

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from mgcli import MgcError
 from mgcli.audio import SAMPLE_RATE
+from mgcli.models.base import GenreNetwork
 from mgcli.models.resnet import ClassifierHead
 from mgcli.models.sinc import WaveformNorm
 
@@ -62,7 +63,7 @@ class SampleLevelStack(nn.Module):
 @dataclass
 class SampleCNNConfig:
     n_classes: int = 10
-    sample_rate: int = SAMPLE_RATE
+    sample_rate: int = SAMPLE_RATE  # make_config refuses any other; kept because checkpoints carry it
     clip_samples: int = SAMPLECNN_CLIP
     frame_size: int = 3  # size and stride of the first convolution
     stem_channels: int = 128
@@ -70,7 +71,7 @@ class SampleCNNConfig:
     dropout: float = 0.5
 
 
-class SampleCNN(nn.Module):
+class SampleCNN(GenreNetwork):
     """SampleCNN (Lee et al. 2017): sample-level 1D convolutions of size 3 on the raw waveform, 3^10-sample input.
 
     Lee, Park, Kim & Nam, "Sample-level deep convolutional neural networks for music auto-tagging
@@ -114,7 +115,7 @@ class SampleCNN(nn.Module):
 @dataclass
 class SampleCNNMultiConfig:
     n_classes: int = 10
-    sample_rate: int = SAMPLE_RATE
+    sample_rate: int = SAMPLE_RATE  # make_config refuses any other; kept because checkpoints carry it
     clip_samples: int = SAMPLECNN_CLIP
     frame_sizes: tuple[int, ...] = (3, 9)  # one SampleCNN branch per first-layer frame size ("scales")
     stem_channels: int = 64
@@ -125,7 +126,7 @@ class SampleCNNMultiConfig:
     dropout: float = 0.5
 
 
-class SampleCNNMulti(nn.Module):
+class SampleCNNMulti(GenreNetwork):
     """Multi-level, multi-scale SampleCNN (Lee & Nam 2017): the last 3 blocks of two SampleCNN branches, joined.
 
     Lee & Nam, "Multi-level and multi-scale feature aggregation using pretrained convolutional

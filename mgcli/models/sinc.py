@@ -7,22 +7,12 @@ MultiScaleSinc stacks several of them into the "learned spectrogram" of MS-SincR
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mgcli import MgcError
-from mgcli.audio import SAMPLE_RATE
-
-
-def hz_to_mel(hz: float) -> float:
-    return 2595.0 * math.log10(1.0 + hz / 700.0)
-
-
-def mel_to_hz(mel: Tensor) -> Tensor:
-    return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
+from mgcli.audio import SAMPLE_RATE, hz_to_mel, mel_to_hz
 
 
 class SincConv(nn.Module):
@@ -69,7 +59,7 @@ class SincConv(nn.Module):
         self.init_high_hz = nyquist_room if init_high_hz is None else init_high_hz
         self.stride = stride
 
-        mels = torch.linspace(hz_to_mel(self.init_low_hz), hz_to_mel(self.init_high_hz), n_filters + 1)
+        mels = torch.linspace(float(hz_to_mel(self.init_low_hz)), float(hz_to_mel(self.init_high_hz)), n_filters + 1)
         edges_hz = mel_to_hz(mels)
         self.low_hz = nn.Parameter(edges_hz[:-1].clone())
         self.band_hz = nn.Parameter(edges_hz.diff())

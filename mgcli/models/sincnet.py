@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mgcli.audio import CLIP_SAMPLES, SAMPLE_RATE
+from mgcli.models.base import GenreNetwork
 from mgcli.models.sinc import SincConv, WaveformNorm
 
 LEAKY_SLOPE = 0.2  # SincNet's leaky ReLU slope
@@ -16,7 +17,7 @@ LEAKY_SLOPE = 0.2  # SincNet's leaky ReLU slope
 @dataclass
 class SincNetConfig:
     n_classes: int = 10
-    sample_rate: int = SAMPLE_RATE
+    sample_rate: int = SAMPLE_RATE  # make_config refuses any other; kept because checkpoints carry it
     clip_samples: int = CLIP_SAMPLES
     n_filters: int = 80
     kernel_size: int = 251
@@ -27,7 +28,7 @@ class SincNetConfig:
     dropout: float = 0.0
 
 
-class SincNet(nn.Module):
+class SincNet(GenreNetwork):
     """SincNet (Ravanelli & Bengio 2018): sinc filters, two small 1D convolutions and three 2048-unit FC layers.
 
     Ravanelli & Bengio, "Speaker recognition from raw waveform with SincNet", SLT 2018, as used

@@ -5,23 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from mgcli import MgcError
 from mgcli.audio import CLIP_SAMPLES, SAMPLE_RATE
-from mgcli.models.resnet import (
-    ClassifierHead,
-    ResNet18,
-    SpatialPyramidPool,
-    load_torchvision_resnet18,
-)
+from mgcli.models.base import GenreNetwork, ImageInput
+from mgcli.models.resnet import ClassifierHead, ResNet18, SpatialPyramidPool, load_torchvision_resnet18
 from mgcli.models.sinc import MultiScaleSinc, WaveformNorm
 
 
 @dataclass
 class SincResNetConfig:
     n_classes: int = 10
-    sample_rate: int = SAMPLE_RATE
+    sample_rate: int = SAMPLE_RATE  # make_config refuses any other; kept because checkpoints carry it
     clip_samples: int = CLIP_SAMPLES
     n_filters: int = 160  # sinc filters per bank: the height of the learned spectrogram
     kernel_sizes: tuple[int, ...] = (251, 501, 1001)  # one bank per length; 1 or 3 banks
@@ -43,7 +39,7 @@ class SincResNetSingleConfig(SincResNetConfig):
     kernel_sizes: tuple[int, ...] = (1001,)
 
 
-class SincResNet(nn.Module):
+class SincResNet(GenreNetwork):
     """MS-SincResNet (Chang et al. 2021): sinc filterbanks at 3 scales (or 1: SincResNet) read by ResNet-18.
 
     Chang, Chen & Lee, "MS-SincResNet: Joint learning of 1D and 2D kernels using multi-scale
@@ -85,13 +81,16 @@ class SincResNet(nn.Module):
             self.pool.out_features(self.backbone.out_channels), config.fc_hidden, config.n_classes, config.dropout
         )
 
-    def learned_spectrogram(self, wave: Tensor) -> Tensor:
-        """[B, clip_samples] -> the 3-channel image the backbone reads, [B, 3, n_filters, pooled_width]."""
-        image = self.front_end(self.wave_norm(wave))
-        return image.expand(-1, 3, -1, -1) if image.shape[1] == 1 else image
+    def learned_spectrogram(self, clips: Tensor) -> Tensor:
+        """[B, clip_samples] -> [B, n_banks, n_filters, pooled_width]."""
+        return self.front_end(self.wave_norm(clips))
+
+    @property
+    def learned_taps(self) -> list[int]:
+        return list(self.config.kernel_sizes)
 
     def forward(self, wave: Tensor) -> Tensor:
-        return self.head(self.pool(self.backbone(self.learned_spectrogram(wave))))
+        return self.head(self.pool(self.backbone(three_channels(self.learned_spectrogram(wave)))))
 
     @property
     def has_fast_path(self) -> bool:
@@ -105,14 +104,21 @@ class SincResNet(nn.Module):
         a layer norm without the positional affine, which ties each sample to a clip position.
         """
         if self.training or self.config.norm_affine:
-            raise MgcError("span_logits needs eval mode and norm_affine=False; use forward() on clips")
+            raise ValueError("span_logits needs eval mode and norm_affine=False; use forward() on clips")
         if len(span) < self.config.clip_samples + (n_clips - 1) * hop:
-            raise MgcError(f"a span of {len(span)} samples holds fewer than {n_clips} clips at hop {hop}")
-        image = self.front_end.forward_span(span, hop, n_clips, self.config.clip_samples)
-        image = image.expand(-1, 3, -1, -1) if image.shape[1] == 1 else image
+            raise ValueError(f"a span of {len(span)} samples holds fewer than {n_clips} clips at hop {hop}")
+        image = three_channels(self.front_end.forward_span(span, hop, n_clips, self.config.clip_samples))
         # Channels-last runs ResNet-18's convolutions about 20% faster on the CPU (oneDNN's native layout).
         return self.head(self.pool(self.backbone(image.contiguous(memory_format=torch.channels_last))))
 
-    def init_backbone(self, path: str) -> int:
+    def init_backbone(self, source: str) -> int:
         """Load torchvision ImageNet resnet18 weights into the backbone (the paper starts from them)."""
-        return load_torchvision_resnet18(self.backbone, path)
+        return load_torchvision_resnet18(self.backbone, source)
+
+    def image_inputs(self) -> list[ImageInput]:
+        return [ImageInput("learned sinc spectrogram", self.front_end, self.backbone)]
+
+
+def three_channels(image: Tensor) -> Tensor:
+    """The image the backbone reads, [B, 3, H, W]: a single bank's map repeated into the 3 channels."""
+    return image.expand(-1, 3, -1, -1) if image.shape[1] == 1 else image

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import MgcError
 from ..audio import CLIP_SAMPLES, SAMPLE_RATE, hz_to_mel
 from ..clips import clip_at
 from .cache import Track, load_wave, to_float
@@ -90,7 +89,7 @@ class TrainClips:
         seed: int = 0,
     ):
         if not tracks:
-            raise MgcError("no training tracks")
+            raise ValueError("no training tracks")
         self.tracks = tracks
         self.targets = [labels.index(t.label) for t in tracks]
         self.clips_per_track = clips_per_track

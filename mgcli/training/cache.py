@@ -139,3 +139,4 @@ def _read_index(cache: Path) -> dict:
 def _write_index(cache: Path, entries: list[dict], failed: list[dict]) -> None:
     index = {"format": CACHE_FORMAT, "sample_rate": SAMPLE_RATE, "tracks": entries, "failed": failed}
     write_text_atomic(cache / "index.json", json.dumps(index, indent=1))
+

@@ -17,7 +17,7 @@ import numpy as np
 from .. import MgcError
 from ..catalogue import find_audio
 from ..files import check_output_folder
-from .cache import Track, preprocess, read_cache
+from .cache import CacheReport, Track, preprocess, read_cache
 
 SPLITS = ("train", "valid", "test")
 
@@ -209,7 +209,8 @@ def load_datasets(
     """The datasets a command names, each with its split file (paired by `pair_split_files`).
 
     With `caches` (one folder per dataset, see `cache_folders`), a dataset that is not a cache
-    already is decoded into its own first, and reused next time; `notify` hears where. The
+    already is decoded into its own first, and reused next time; `notify` hears where, and
+    which tracks could not be decoded. The
     source audio stays where it is. Track keys (paths within a dataset) must differ across
     datasets, since split files and runs name tracks by them: two datasets sharing one are refused.
     """
@@ -230,6 +231,8 @@ def load_datasets(
                 notify(f"decoding {len(tracks)} tracks of {source} into {caches[n]} (reused next time)")
             skipped = preprocess(tracks, caches[n]).failed
             tracks = read_cache(caches[n])
+            for _, error in skipped if notify else ():
+                notify(f"skipped: {error}")
         datasets.append(Dataset(Path(source), tracks, split_file, skipped))
     return datasets
 
@@ -256,3 +259,25 @@ def tracks_in_split(dataset: Dataset, split: str) -> list[Track]:
         present = ", ".join(s for s in SPLITS if parts[s]) or "none"
         raise MgcError(f"{dataset.source}: no tracks in split {split!r}; splits present: {present}")
     return parts[split]
+
+
+def warn_absent(datasets: list[Dataset], splits: tuple[str, ...], notify: Callable[[str], None]) -> None:
+    """Name the tracks each split file gives to `splits` that its dataset lacks: else they go unscored without a word."""
+    for dataset in datasets:
+        absent = absent_from_split_file(dataset.tracks, dataset.split_file, splits) if dataset.split_file else []
+        if absent:
+            shown = ", ".join(absent[:5]) + (f" and {len(absent) - 5} more" if len(absent) > 5 else "")
+            notify(f"warning: {dataset.split_file} names {len(absent)} {'/'.join(splits)} track(s) missing from {dataset.source}: {shown}")
+
+
+def preprocess_dataset(
+    data: str | Path, out_dir: str | Path, on_track: Callable[[int, int], None] | None = None
+) -> CacheReport:
+    """`mgc preprocess`: decode the dataset `data` (see `find_tracks`) into the cache `out_dir`.
+
+    `on_track(done, total)` hears of every track as it is done.
+    """
+    check_output_folder(out_dir)
+    tracks = find_tracks(data)
+    done = iter(range(1, len(tracks) + 1))
+    return preprocess(tracks, out_dir, on_track=(lambda _: on_track(next(done), len(tracks))) if on_track else None)

@@ -80,8 +80,11 @@ def _environment_int(name: str, default: str | None = None) -> int:
 
 
 def rank() -> int:
-    """This process's rank: 0 when it trains alone."""
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    """This process's rank: 0 when it trains alone. Outside the process group (after `process_group`
+    has ended) it is the rank torchrun gave it, so that rank 0 alone reports the result."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
+    return _environment_int("RANK", "0") if launched() else 0
 
 
 def world_size() -> int:

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
 import numpy as np
 
-from .. import MgcError
+from .. import MgcError, quiet
 from ..audio import DEFAULT_HOP_SECONDS
 from ..clips import hop_samples
-from ..inference import AGGREGATIONS, GenreModel, aggregate, track_logits
+from ..files import check_output_file, write_text_atomic
+from ..inference import AGGREGATIONS, GenreModel, aggregate, check_aggregation, load_model, track_logits
 from .cache import Track, load_wave, to_float
+from .datasets import SPLITS, load_datasets, pair_split_files, tracks_in_split, warn_absent
 
 RANDOM_FOLDS_WARNING = (
     "Random folds put the same artists in training and test folds; on GTZAN this inflates "
@@ -51,24 +57,24 @@ def evaluate_tracks(
     model: GenreModel,
     tracks: list[Track],
     hop_seconds: float = DEFAULT_HOP_SECONDS,
-    method: str = "mean_prob",
+    aggregation: str = "mean_prob",
     batch_size: int | None = None,
 ) -> dict:
     """Score a model on labelled tracks: clip accuracy, and track accuracy under every aggregation.
 
-    Returns {"clip": report, "track": report for `method`, "track_accuracy": {method: acc},
+    Returns {"clip": report, "track": report for `aggregation`, "track_accuracy": {aggregation: acc},
     "loss": mean clip cross-entropy, "failed": [(path, error)], "aggregate", "hop_seconds"}.
     Tracks that cannot be decoded are listed in "failed" and left out of the scores.
     """
     scored, failed = _run_tracks(model, tracks, hop_samples(hop_seconds), batch_size)
-    return score_tracks(scored, model.labels, method) | {"failed": failed, "hop_seconds": hop_seconds}
+    return score_tracks(scored, model.labels, aggregation) | {"failed": failed, "hop_seconds": hop_seconds}
 
 
 def evaluate_datasets(
     model: GenreModel,
     datasets: dict[str, list[Track]],
     hop_seconds: float = DEFAULT_HOP_SECONDS,
-    method: str = "mean_prob",
+    aggregation: str = "mean_prob",
     batch_size: int | None = None,
 ) -> dict:
     """`evaluate_tracks` on several datasets together, and on each alone; every track runs once.
@@ -79,7 +85,7 @@ def evaluate_datasets(
     runs = {name: _run_tracks(model, tracks, hop, batch_size) for name, tracks in datasets.items()}
 
     def report(scored: list, failed: list) -> dict:
-        return score_tracks(scored, model.labels, method) | {"failed": failed, "hop_seconds": hop_seconds}
+        return score_tracks(scored, model.labels, aggregation) | {"failed": failed, "hop_seconds": hop_seconds}
 
     together = report([s for scored, _ in runs.values() for s in scored], [f for _, failed in runs.values() for f in failed])
     return together | {"datasets": {name: report(*run) for name, run in runs.items()}}
@@ -103,10 +109,10 @@ def _run_tracks(
     return scored, failed
 
 
-def score_tracks(scored: list[tuple[int, np.ndarray]], labels: list[str], method: str = "mean_prob") -> dict:
+def score_tracks(scored: list[tuple[int, np.ndarray]], labels: list[str], aggregation: str = "mean_prob") -> dict:
     """Scores of tracks given as (true label index, clip logits [n_clips, n_labels]).
 
-    Returns {"clip": report, "track": report for `method`, "track_accuracy": {method: acc},
+    Returns {"clip": report, "track": report for `aggregation`, "track_accuracy": {aggregation: acc},
     "loss": mean clip cross-entropy, "aggregate"}.
     """
     clip_true: list[int] = []
@@ -125,10 +131,51 @@ def score_tracks(scored: list[tuple[int, np.ndarray]], labels: list[str], method
             track_pred[m].append(int(aggregate(logits, m).argmax()))
     return {
         "clip": classification_report(clip_true, clip_pred, labels),
-        "track": classification_report(track_true, track_pred[method], labels),
+        "track": classification_report(track_true, track_pred[aggregation], labels),
         "track_accuracy": {
             m: float(np.mean(np.equal(track_true, p))) if track_true else 0.0 for m, p in track_pred.items()
         },
         "loss": float(np.mean(losses)) if losses else float("nan"),
-        "aggregate": method,
+        "aggregate": aggregation,
     }
+
+
+def evaluate(
+    data: Sequence[Path],
+    weights: str | Path,
+    split_file: Sequence[Path] = (),
+    split: str | None = None,
+    aggregation: str = "mean_prob",
+    hop_seconds: float = DEFAULT_HOP_SECONDS,
+    json_out: str | Path | None = None,
+    device: str = "auto",
+    notify: Callable[[str], None] = quiet,
+) -> dict:
+    """`mgc evaluate`: score the checkpoint `weights` on the tracks of `split` of the datasets `data`.
+
+    `split` defaults to test with split files (one per dataset, in order), else all. Returns the
+    report of `evaluate_tracks` (of `evaluate_datasets` for several datasets) with the weights,
+    data, split and labels, which is also what `json_out` receives.
+    """
+    check_aggregation(aggregation)
+    split = split or ("test" if split_file else "all")
+    if split not in (*SPLITS, "all"):
+        raise MgcError(f"unknown split {split!r} (use {', '.join(SPLITS)} or all)")
+    hop_samples(hop_seconds)  # these refuse bad input now, before the model is loaded or any track decoded
+    pair_split_files(data, split_file)
+    if json_out:
+        check_output_file(json_out)
+    model = load_model(weights, device)
+    datasets = load_datasets(data, split_file)
+    chosen = {str(d.source): tracks_in_split(d, split) for d in datasets}
+    if split != "all":
+        warn_absent(datasets, (split,), notify)
+    if len(chosen) == 1:
+        report = evaluate_tracks(model, *chosen.values(), hop_seconds, aggregation)
+    else:
+        report = evaluate_datasets(model, chosen, hop_seconds, aggregation)
+    sources = str(data[0]) if len(data) == 1 else [str(d) for d in data]
+    document = {"weights": str(weights), "data": sources, "split": split, "labels": model.labels, **report}
+    if json_out:
+        write_text_atomic(json_out, json.dumps(document, indent=2) + "\n")
+    return document

@@ -75,15 +75,7 @@ def fit_on_features(
     labels: list[str], out: Path, config, device: str, console,
 ) -> list[dict]:
     """Train the unfrozen part of `network` on cached features of its frozen part (see the module doc)."""
-    from .train import (
-        _class_weights,
-        _epoch_line,
-        _is_better,
-        _optimizer,
-        clip_loss,
-        learning_rate,
-        valid_metrics,
-    )
+    from .train import _class_weights, _epoch_line, _is_better, _optimizer, clip_loss, learning_rate, valid_metrics
 
     torch_device = pick_device(device)
     place(network, torch_device)

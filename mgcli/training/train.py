@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,17 +24,28 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
-from .. import MgcError
+from .. import MgcError, quiet
 from ..audio import DEFAULT_HOP_SECONDS
 from ..checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from ..clips import hop_samples
-from ..files import write_text_atomic
+from ..files import check_output_folder, write_text_atomic
 from ..inference import GenreModel, model_from_checkpoint, pick_device, place
 from ..models import build, make_config
+from ..models.base import GenreNetwork
 from . import distributed
 from .augment import Augment, TrainClips, epoch_seed
 from .cache import Track
-from .datasets import class_counts, split_tracks
+from .datasets import (
+    cache_folders,
+    class_counts,
+    describe_counts,
+    labels_of,
+    load_datasets,
+    pair_split_files,
+    split_datasets,
+    split_tracks,
+    warn_absent,
+)
 from .evaluate import RANDOM_FOLDS_WARNING, evaluate_tracks
 from .features import fit_on_features
 
@@ -197,20 +209,27 @@ def _is_better(metrics: dict, best: dict | None) -> bool:
     return rank(metrics) > rank(best)
 
 
-def _initialise_pretrained(network: nn.Module, model_name: str, init_backbone: str | None, console) -> bool:
-    """Load pretrained weights into a new network: `init_backbone`, else the shipped tagger its
-    config names (musicnn's `pretrained`). True when something was loaded."""
-    from ..checkpoint import WEIGHTS_DIR
-
-    shipped = getattr(network.config, "pretrained", "")
-    source = init_backbone or (str(WEIGHTS_DIR / f"musicnn-{shipped}.pt") if shipped else None)
+def _initialise_pretrained(network: GenreNetwork, init_backbone: str | None, console) -> bool:
+    """Load pretrained weights into a new network: `init_backbone`, else the shipped weights it
+    starts from (`network.shipped_backbone`). True when something was loaded."""
+    source = init_backbone or network.shipped_backbone
     if source is None:
         return False
-    if not hasattr(network, "init_backbone"):
-        raise MgcError(f"model {model_name} has no pretrained backbone to initialise")
     loaded = network.init_backbone(source)
     console.print(f"pretrained: {loaded} tensors from {source}")
     return True
+
+
+@dataclass
+class RunState:
+    """Where a run stands: what `last.pt` keeps so that a resumed run goes on exactly."""
+
+    network: nn.Module
+    pretrained: bool  # started from pretrained weights: their parameters learn at pretrained_lr_scale
+    start_epoch: int = 0
+    history: list[dict] = field(default_factory=list)
+    best: dict | None = None  # the metrics of the epoch in best.pt
+    optimizer_state: dict | None = None
 
 
 def fit(
@@ -232,13 +251,6 @@ def fit(
     train together, and rank 0 alone writes OUT and prints.
     """
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
 
     rank, world = distributed.rank(), distributed.world_size()
     # markup=False: paths and "[best]" are text, not Rich markup.
@@ -247,137 +259,153 @@ def fit(
     warning = class_warning(train_tracks, labels)
     if warning:
         console.print(f"warning: {warning}")
-    torch_device = distributed.local_device(pick_device(device))
     if config.batch_size % world:
         raise MgcError(f"--batch-size {config.batch_size} does not split evenly over {world} processes")
-    last_path, best_path = out / "last.pt", out / "best.pt"
     split_keys = {"train": sorted(t.key for t in train_tracks), "valid": sorted(t.key for t in valid_tracks)}
-
     model_config = make_config(model_name, **{**(model_overrides or {}), "n_classes": len(labels)})
-    if getattr(model_config, "freeze", "none") != "none":  # a frozen part: train on its cached output
+
+    # Restore or initialise.
+    torch.manual_seed(config.seed)
+    network = build(model_name, **asdict(model_config))
+    if network.trains_on_features:  # a frozen part: train on its cached output
         if world > 1:
             raise MgcError(f"model {model_name} with a frozen part trains in one process (it is fast); run it without torchrun")
-        if last_path.exists() and not resume:
-            raise MgcError(f"{out} already holds a run: pass --resume to run it again, or choose another --out")
-        torch.manual_seed(config.seed)
-        network = build(model_name, **asdict(model_config))
-        _initialise_pretrained(network, model_name, init_backbone, console)
+        _refuse_overwrite(out, resume, "run it again")
+        _initialise_pretrained(network, init_backbone, console)
         out.mkdir(parents=True, exist_ok=True)
         return fit_on_features(model_name, network, train_tracks, valid_tracks, labels, out, config, device, console)
-
-    if resume and last_path.exists():
-        checkpoint = load_checkpoint(last_path)
-        state = checkpoint["train"]
-        if checkpoint["model"] != model_name or checkpoint["labels"] != labels:
-            raise MgcError(f"{last_path}: a run of {checkpoint['model']} on other labels; cannot resume it with these")
-        # Settings added since a checkpoint was written take their defaults, which keep the old behaviour.
-        if {**asdict(TrainConfig()), **state["config"], "epochs": config.epochs} != asdict(config):
-            raise MgcError(f"{last_path}: was trained with other settings; resume with the same ones (only --epochs may change)")
-        if checkpoint["config"] != asdict(model_config):
-            raise MgcError(f"{last_path}: was trained with other model settings (--set); resume with the same ones")
-        if state["split"] != split_keys:
-            raise MgcError(f"{last_path}: was trained on another train/valid split; cannot resume with this one")
-        network = build(model_name, **checkpoint["config"])
-        network.load_state_dict(checkpoint["state_dict"])
-        start_epoch, history, best = state["epoch"] + 1, state["history"], state["best"]
-        optimizer_state, pretrained = state["optimizer"], state.get("pretrained", False)
-        console.print(f"resuming {out} at epoch {start_epoch + 1}")
+    if resume and (out / "last.pt").exists():
+        state = _restore(out / "last.pt", model_name, labels, config, model_config, split_keys)
+        console.print(f"resuming {out} at epoch {state.start_epoch + 1}")
     else:
-        if last_path.exists():
-            raise MgcError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
-        torch.manual_seed(config.seed)
-        network = build(model_name, **{**(model_overrides or {}), "n_classes": len(labels)})
-        pretrained = _initialise_pretrained(network, model_name, init_backbone, console)
-        start_epoch, history, best, optimizer_state = 0, [], None, None
+        _refuse_overwrite(out, resume, "continue it")
+        state = RunState(network, _initialise_pretrained(network, init_backbone, console))
     out.mkdir(parents=True, exist_ok=True)
-
-    place(network, torch_device)
-    optimizer = _optimizer(config, network, pretrained)
-    if optimizer_state is not None:
-        optimizer.load_state_dict(optimizer_state)
+    torch_device = distributed.local_device(pick_device(device))
+    network = place(state.network, torch_device)
+    optimizer = _optimizer(config, network, state.pretrained)
+    if state.optimizer_state is not None:
+        optimizer.load_state_dict(state.optimizer_state)
     weights = _class_weights(config, train_tracks, labels)
     if weights is not None:
         weights = weights.to(torch_device)
-    dataset = TrainClips(
+
+    # Loaders: `loader` gives one process's batches (BatchNorm's re-estimation reads those on
+    # every rank); `train_loader` this rank's share of them.
+    clips = TrainClips(
         train_tracks, labels, config.clips_per_track, network.config.clip_samples,
         Augment(config.gain_low, config.gain_high, config.noise_std, config.mix_prob, config.masks),
         config.balance == "sampler", config.seed,
     )
-    loader = _clip_loader(dataset, config.batch_size, config, torch_device)  # one process's batches
+    loader = _clip_loader(clips, config.batch_size, config, torch_device)
     train_loader, trainer = loader, network
     if world > 1:
         # Rank r takes clips r, r + world, ...: step k of all ranks together is `loader`'s step k.
-        # The plan itself is reshuffled by dataset.set_epoch, so the sampler needs no shuffling;
+        # The plan itself is reshuffled by clips.set_epoch, so the sampler needs no shuffling;
         # it repeats the first clips where the epoch does not split evenly over the ranks.
-        shard = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=False)
-        train_loader = _clip_loader(dataset, config.batch_size // world, config, torch_device, shard)
+        shard = DistributedSampler(clips, num_replicas=world, rank=rank, shuffle=False)
+        train_loader = _clip_loader(clips, config.batch_size // world, config, torch_device, shard)
         # Its constructor waits for every rank, so all have checked OUT before rank 0 writes there.
         trainer = DistributedDataParallel(network, [torch_device] if torch_device.type == "cuda" else None)
-    use_amp = torch_device.type == "cuda"
     model = GenreModel(model_name, network, labels, torch_device)
 
-    for epoch in range(start_epoch, config.epochs):
+    history, best = state.history, state.best
+    for epoch in range(state.start_epoch, config.epochs):
         began = time.perf_counter()
-        # Dropout and friends, per epoch, and per rank: each rank's clips get masks of their own.
+        # One epoch: dropout and friends seeded per epoch and per rank, so each rank's clips get masks of their own.
         torch.manual_seed(epoch_seed(config.seed, epoch) * world + rank)
-        dataset.set_epoch(epoch)
+        clips.set_epoch(epoch)
         lr = learning_rate(config, epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)  # runs from before lr_scale have one group
-        network.train()
-        total_loss, correct, seen = 0.0, 0, 0
-        with Progress(
-            TextColumn(f"epoch {epoch + 1}/{config.epochs}"), BarColumn(), MofNCompleteColumn(),
-            TimeRemainingColumn(), console=console, transient=True, disable=not console.is_terminal,
-        ) as progress:
-            task = progress.add_task("train", total=len(train_loader))
-            for clips, targets in train_loader:
-                clips = clips.to(torch_device, non_blocking=True)
-                targets = targets.to(torch_device, non_blocking=True)
-                with torch.autocast("cuda", torch.bfloat16, enabled=use_amp):
-                    logits = trainer(clips)
-                loss = clip_loss(logits.float(), targets, weights, config.label_smoothing)
-                if world > 1 and weights is not None:  # so that DDP's average is the global batch's weighted mean
-                    loss = loss * distributed.global_share(weights[targets].sum())
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total_loss += loss.item() * len(targets)
-                correct += (logits.argmax(1) == targets).sum().item()
-                seen += len(targets)
-                progress.advance(task)
-        if world > 1:  # the ranks take equal batches, so these sums are what one process counts
-            total_loss, correct, seen = distributed.sum_over_ranks([total_loss, correct, seen], torch_device)
+        metrics = {"epoch": epoch + 1, "lr": lr}
+        metrics |= _train_epoch(trainer, train_loader, optimizer, weights, config, torch_device, console, epoch)
 
-        # Every rank re-estimates BatchNorm on the same whole batches and validates the same
-        # weights, as one process does, so all ranks stay identical; rank 0 writes the results.
+        # Validate: every rank re-estimates BatchNorm on the same whole batches and validates the
+        # same weights, as one process does, so all ranks stay identical; rank 0 writes the results.
         recalibrate_batchnorm(network, loader, torch_device, config.batchnorm_batches)
         network.eval()
-        metrics = {
-            "epoch": epoch + 1, "lr": lr,
-            "train_loss": total_loss / seen, "train_clip_accuracy": correct / seen,
-        }
         if valid_tracks:
             metrics |= valid_metrics(evaluate_tracks(model, valid_tracks, config.eval_hop_seconds, config.aggregate))
         metrics["seconds"] = round(time.perf_counter() - began, 2)
         history.append(metrics)
-
         is_best = _is_better(metrics, best)
         if is_best:
             best = metrics
+
+        # Save.
         if rank == 0:
             if is_best:
-                save_checkpoint(make_checkpoint(model_name, network, labels, {"epoch": epoch, "valid": metrics}), best_path)
+                save_checkpoint(make_checkpoint(model_name, network, labels, {"epoch": epoch, "valid": metrics}), out / "best.pt")
             train_state = {
                 "epoch": epoch, "config": asdict(config), "split": split_keys, "history": history,
-                "best": best, "optimizer": optimizer.state_dict(), "pretrained": pretrained,
+                "best": best, "optimizer": optimizer.state_dict(), "pretrained": state.pretrained,
             }
-            save_checkpoint(make_checkpoint(model_name, network, labels, train_state), last_path)
+            save_checkpoint(make_checkpoint(model_name, network, labels, train_state), out / "last.pt")
             write_text_atomic(out / "log.jsonl", "".join(json.dumps(h) + "\n" for h in history))
         console.print(_epoch_line(metrics, bool(valid_tracks), is_best))
     if world > 1:  # no rank returns (to read last.pt, say) before rank 0 has written it
         torch.distributed.barrier()
     return history
+
+
+def _refuse_overwrite(out: Path, resume: bool, again: str) -> None:
+    if (out / "last.pt").exists() and not resume:
+        raise MgcError(f"{out} already holds a run: pass --resume to {again}, or choose another --out")
+
+
+def _restore(last: Path, model_name: str, labels: list[str], config: TrainConfig, model_config, split_keys: dict) -> RunState:
+    """The state of the run in `last`, which must have been trained as this one is asked to be."""
+    checkpoint = load_checkpoint(last)
+    state = checkpoint["train"]
+    if checkpoint["model"] != model_name or checkpoint["labels"] != labels:
+        raise MgcError(f"{last}: a run of {checkpoint['model']} on other labels; cannot resume it with these")
+    # Settings added since a checkpoint was written take their defaults, which keep the old behaviour.
+    if {**asdict(TrainConfig()), **state["config"], "epochs": config.epochs} != asdict(config):
+        raise MgcError(f"{last}: was trained with other settings; resume with the same ones (only --epochs may change)")
+    if checkpoint["config"] != asdict(model_config):
+        raise MgcError(f"{last}: was trained with other model settings (--set); resume with the same ones")
+    if state["split"] != split_keys:
+        raise MgcError(f"{last}: was trained on another train/valid split; cannot resume with this one")
+    network = build(model_name, **checkpoint["config"])
+    network.load_state_dict(checkpoint["state_dict"])
+    return RunState(
+        network, state.get("pretrained", False), state["epoch"] + 1, state["history"], state["best"], state["optimizer"]
+    )
+
+
+def _train_epoch(
+    trainer: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, weights: torch.Tensor | None,
+    config: TrainConfig, device: torch.device, console, epoch: int,
+) -> dict:
+    """One pass over the epoch's training clips; the loss and clip accuracy, over all ranks."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    trainer.train()
+    total_loss, correct, seen = 0.0, 0, 0
+    with Progress(
+        TextColumn(f"epoch {epoch + 1}/{config.epochs}"), BarColumn(), MofNCompleteColumn(),
+        TimeRemainingColumn(), console=console, transient=True, disable=not console.is_terminal,
+    ) as progress:
+        task = progress.add_task("train", total=len(loader))
+        for clips, targets in loader:
+            clips = clips.to(device, non_blocking=True)
+            targets = targets.to(device, non_blocking=True)
+            with torch.autocast("cuda", torch.bfloat16, enabled=device.type == "cuda"):
+                logits = trainer(clips)
+            loss = clip_loss(logits.float(), targets, weights, config.label_smoothing)
+            if distributed.world_size() > 1 and weights is not None:  # so that DDP's average is the global batch's weighted mean
+                loss = loss * distributed.global_share(weights[targets].sum())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total_loss += loss.item() * len(targets)
+            correct += (logits.argmax(1) == targets).sum().item()
+            seen += len(targets)
+            progress.advance(task)
+    if distributed.world_size() > 1:  # the ranks take equal batches, so these sums are what one process counts
+        total_loss, correct, seen = distributed.sum_over_ranks([total_loss, correct, seen], device)
+    return {"train_loss": total_loss / seen, "train_clip_accuracy": correct / seen}
 
 
 def _epoch_line(m: dict, has_valid: bool, is_best: bool) -> str:
@@ -436,3 +464,108 @@ def cross_validate(
     }
     write_text_atomic(out / "crossval.json", json.dumps(report, indent=2) + "\n")
     return report
+
+
+def train(
+    data: Sequence[Path],
+    out_dir: Path,
+    model: str = "ms-sincresnet",
+    overrides: dict | None = None,
+    epochs: int = 100,
+    split_file: Sequence[Path] = (),
+    folds: int | None = None,
+    fold: int | None = None,
+    valid_fraction: float = 0.2,
+    batch_size: int | None = None,
+    clips_per_track: int | None = None,
+    optimizer: str | None = None,
+    lr: float | None = None,
+    warmup_epochs: int | None = None,
+    balance: str | None = None,
+    schedule: str | None = None,
+    label_smoothing: float | None = None,
+    mix_prob: float | None = None,
+    masks: int | None = None,
+    eval_hop_seconds: float | None = None,
+    seed: int | None = None,
+    workers: int | None = None,
+    init_backbone: Path | None = None,
+    pretrained_lr_scale: float | None = None,
+    feature_hop_seconds: float | None = None,
+    cache: Path | None = None,
+    resume: bool = False,
+    device: str = "auto",
+    notify: Callable[[str], None] = quiet,
+) -> list[dict]:
+    """`mgc train`: train `model` (with config `overrides`) on the datasets `data` into `out_dir`.
+
+    Every dataset is decoded into its cache first (CACHE, default OUT/cache; CACHE-1, CACHE-2, ...
+    for several) and split by its `split_file` (one per dataset, in order, or none), else by
+    `folds`/`fold`, its manifest or a stratified `valid_fraction`. A setting left None takes
+    TrainConfig's default. Under torchrun the ranks train as one run (see `distributed`), and
+    rank 0 alone decodes and notifies. Returns the per-epoch history.
+    """
+    with torch.device("meta"):  # a wrong name, key or value fails now, not after decoding the data
+        build(model, **(overrides or {}))
+    config = train_config(
+        epochs=epochs, batch_size=batch_size, clips_per_track=clips_per_track, optimizer=optimizer, lr=lr,
+        warmup_epochs=warmup_epochs, balance=balance, schedule=schedule, label_smoothing=label_smoothing,
+        mix_prob=mix_prob, masks=masks, eval_hop_seconds=eval_hop_seconds, seed=seed, workers=workers,
+        pretrained_lr_scale=pretrained_lr_scale, feature_hop_seconds=feature_hop_seconds,
+    )
+    pair_split_files(data, split_file)  # refused now if unpaired, missing or malformed, not after decoding the data
+    check_output_folder(out_dir)
+    with distributed.process_group(pick_device(device)):
+        rank_notify = notify if distributed.rank() == 0 else quiet
+        datasets = distributed.from_main(lambda: load_datasets(data, split_file, cache_folders(data, cache, out_dir), notify))
+        split = split_datasets(datasets, folds=folds, fold=fold, valid_fraction=valid_fraction, seed=config.seed)
+        labels = labels_of(split["train"] + split["valid"])
+        if not split["train"]:
+            raise MgcError("the split leaves no training tracks")
+        warn_absent(datasets, ("train", "valid"), rank_notify)
+        rank_notify(f"train: {len(split['train'])} tracks ({describe_counts(split['train'], labels)})")
+        rank_notify(f"valid: {len(split['valid'])} tracks ({describe_counts(split['valid'], labels)})")
+        return fit(
+            model, split["train"], split["valid"], labels, out_dir, config, overrides, device,
+            str(init_backbone) if init_backbone else None, resume,
+        )
+
+
+def crossval(
+    data: Sequence[Path],
+    out_dir: Path,
+    model: str = "ms-sincresnet",
+    overrides: dict | None = None,
+    folds: int = 10,
+    epochs: int = 100,
+    batch_size: int | None = None,
+    optimizer: str | None = None,
+    lr: float | None = None,
+    warmup_epochs: int | None = None,
+    balance: str | None = None,
+    schedule: str | None = None,
+    label_smoothing: float | None = None,
+    mix_prob: float | None = None,
+    masks: int | None = None,
+    seed: int | None = None,
+    cache: Path | None = None,
+    device: str = "auto",
+    notify: Callable[[str], None] = quiet,
+) -> dict:
+    """`mgc crossval`: `cross_validate` on every track of the datasets `data` (see `train`)."""
+    if distributed.launched():  # every rank would run every fold into the same folder
+        raise MgcError("crossval runs in one process; under torchrun train each fold: mgc train --folds K --fold I")
+    make_config(model, **(overrides or {}))
+    config = train_config(
+        epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, warmup_epochs=warmup_epochs,
+        balance=balance, schedule=schedule, label_smoothing=label_smoothing, mix_prob=mix_prob, masks=masks, seed=seed,
+    )
+    check_output_folder(out_dir)
+    datasets = load_datasets(data, (), cache_folders(data, cache, out_dir), notify)
+    tracks = [track for dataset in datasets for track in dataset.tracks]
+    return cross_validate(model, tracks, labels_of(tracks), out_dir, config, folds, overrides, device)
+
+
+def train_config(**settings) -> TrainConfig:
+    """A TrainConfig of the settings given; those that are None take their defaults."""
+    return TrainConfig(**{name: value for name, value in settings.items() if value is not None})

@@ -1,0 +1,78 @@
+"""GenreNetwork: the contract every model of the registry keeps, and the optional abilities it declares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from torch import Tensor, nn
+
+from mgcli import MgcError
+
+
+@dataclass
+class ImageInput:
+    """A 2D input of a network: the module whose output is the image, and the last conv feature map over it."""
+
+    name: str
+    image: nn.Module  # output [B, C, H, W]: the image the 2D layers read
+    features: nn.Module  # output [B, C', h, w]: Grad-CAM's target, the last conv -> BN -> ReLU before pooling
+
+
+class GenreNetwork(nn.Module):
+    """The base class of every model: what the rest of mgcli may rely on, and what it may ask.
+
+    Every model is built as `Model(config)` from its config dataclass, keeps it as `self.config`,
+    and maps a raw 16 kHz waveform [batch, config.clip_samples] to logits [batch, config.n_classes];
+    each owns its front end and input normalisation.
+
+    Optional abilities, each with a default here that a model overrides when it has the ability:
+    - `has_fast_path` and `span_logits`: the exact fast path of inference over overlapping clips;
+    - `channels_last`: the memory layout `inference.place` gives the network;
+    - `image_inputs`: the 2D inputs that `mgc explain` maps;
+    - `learned_spectrogram` and `learned_taps`: the learned sinc representation `mgc inspect` shows;
+    - `init_backbone`, `shipped_backbone` and `trains_on_features`: pretrained weights, and
+      training on a frozen front end's cached output;
+    - `is_tagger`: whether the logits are independent tags rather than exclusive genres.
+    """
+
+    config: Any  # the model's config dataclass
+
+    has_fast_path: bool = False  # whether span_logits applies
+    channels_last: bool = True  # False where NHWC slows the 2D convolutions down (one input channel)
+
+    def span_logits(self, span: Tensor, hop: int, n_clips: int) -> Tensor:
+        """forward() of the clips span[i * hop : i * hop + clip_samples], i < n_clips: [n_clips, n_classes]."""
+        raise NotImplementedError(f"{type(self).__name__} has no fast path")
+
+    def image_inputs(self) -> list[ImageInput]:
+        """The 2D inputs that Grad-CAM and integrated gradients map; none by default."""
+        return []
+
+    def learned_spectrogram(self, clips: Tensor) -> Tensor | None:
+        """The learned multi-scale sinc representation of clips [B, clip_samples]: [B, n_banks, K, W]; None without one."""
+        return None
+
+    @property
+    def learned_taps(self) -> list[int]:
+        """The filter length of each bank of `learned_spectrogram`."""
+        return []
+
+    def init_backbone(self, source: str) -> int:
+        """Load pretrained weights from `source` into the network; the number of tensors loaded."""
+        raise MgcError("this model has no pretrained backbone to initialise")
+
+    @property
+    def shipped_backbone(self) -> str | None:
+        """The shipped weights a new network starts from when no others are given; None: from scratch."""
+        return None
+
+    @property
+    def trains_on_features(self) -> bool:
+        """Whether training caches a frozen front end's output per clip (`front_features`) and trains the rest on it."""
+        return False
+
+    @property
+    def is_tagger(self) -> bool:
+        """Whether the logits are independent tags (a sigmoid each) rather than exclusive genres."""
+        return False
