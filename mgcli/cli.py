@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -14,13 +13,7 @@ from rich.text import Text
 
 from . import MgcError, __version__
 from .audio import DEFAULT_HOP_SECONDS
-from .explain.plot import (
-    CUTOFFS_PIXELS,
-    EXPLAIN_PIXELS,
-    RESPONSES_PIXELS,
-    SPECTROGRAMS_PIXELS,
-    TIMELINE_PIXELS,
-)
+from .explain.plot import CUTOFFS_PIXELS, EXPLAIN_PIXELS, RESPONSES_PIXELS, SPECTROGRAMS_PIXELS, TIMELINE_PIXELS
 
 app = typer.Typer(
     help="Music genre classification: MS-SincResNet and friends.",
@@ -33,8 +26,8 @@ out = Console(soft_wrap=True, markup=False)
 err = Console(stderr=True, soft_wrap=True, markup=False)
 
 Device = Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")]
-Hop = Annotated[float, typer.Option(help="Seconds between clip starts (paper: 0.5; default: back-to-back 3-s clips).")]
-Aggregate = Annotated[str, typer.Option(help="Clips to track: mean_prob, vote (paper) or mean_logit.")]
+Hop = Annotated[float, typer.Option("--hop", help="Seconds between clip starts (paper: 0.5; default: back-to-back 3-s clips).")]
+Aggregate = Annotated[str, typer.Option("--aggregate", help="Clips to track: mean_prob, vote (paper) or mean_logit.")]
 Data = Annotated[list[Path], typer.Option(help="Dataset folder, CSV manifest or preprocess cache; repeat for several datasets as one.")]
 SplitFiles = Annotated[list[Path], typer.Option("--split-file", help="CSV with path,split columns (train/valid/test): one per --data, in order, or none.")]
 ModelName = Annotated[str, typer.Option("--model", help="Model name (see `mgc models`).")]
@@ -65,6 +58,13 @@ def main() -> None:
         sys.exit(130)
 
 
+def _notify(message: str) -> None:
+    """Where library calls send their progress messages: stderr, a leading "skipped:" or "warning:" in colour."""
+    tag, _, rest = message.partition(" ")
+    style = {"skipped:": "yellow", "warning:": "yellow"}.get(tag)
+    err.print(_tagged(tag, style, rest) if style else Text(message), highlight=False)
+
+
 def _tagged(tag: str, style: str, message: str) -> Text:
     """`tag` in colour, then `message` as plain text."""
     return Text.assemble((tag, style), " ", message)
@@ -83,20 +83,6 @@ def _root(
     pass
 
 
-def _parse_sets(pairs: list[str]) -> dict:
-    """`--set key=value` model overrides; values are JSON where they parse (numbers, lists, booleans)."""
-    overrides = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise MgcError(f"--set takes key=value, got {pair!r}")
-        try:
-            overrides[key] = json.loads(value)
-        except ValueError:
-            overrides[key] = value
-    return overrides
-
-
 # ---------------------------------------------------------------- predict
 
 
@@ -107,8 +93,8 @@ def predict(
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="Genres to show per file.")] = 3,
     csv: Annotated[Optional[Path], typer.Option(help="Write one row per file: path,genre,probability,<labels>,error.")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the results as JSON.")] = None,
-    hop: Hop = DEFAULT_HOP_SECONDS,
-    aggregate: Aggregate = "mean_prob",
+    hop_seconds: Hop = DEFAULT_HOP_SECONDS,
+    aggregation: Aggregate = "mean_prob",
     batch_size: Annotated[Optional[int], typer.Option(min=1, help="Clips per forward pass (default: 4 on the CPU, 16 on CUDA).")] = None,
     skip_existing: Annotated[bool, typer.Option(help="Resume --csv: keep its finished rows and skip those files.")] = False,
     shard: Annotated[Optional[str], typer.Option(metavar="I/N", help="Tag only shard I of N (0 <= I < N): a stable share of the files, for N machines or a job array.")] = None,
@@ -119,105 +105,57 @@ def predict(
     device: Device = "auto",
 ) -> None:
     """Tag audio files with their genre."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
+    options = dict(locals())  # the parameters, named as the library call's keywords
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from .audio import SAMPLE_RATE
-    from .catalogue import find_audio, parse_shard, shard_files
-    from .clips import hop_samples
-    from .explain.plot import draw_timeline, require_matplotlib
-    from .files import check_output_file
-    from .inference import AGGREGATIONS, classify_files, load_model
-    from .inference import timeline as segments_of
     from .inference import top_k as best_of
-    from .writers import CsvWriter, TimelineCsvWriter, result_dict, write_json
+    from .predict import predict_paths
 
-    if aggregate not in AGGREGATIONS:
-        raise MgcError(f"unknown aggregation {aggregate!r} (use {', '.join(AGGREGATIONS)})")
-    if timeline_csv and skip_existing:
-        raise MgcError("--timeline-csv cannot resume; leave out --skip-existing or write the timeline in a run of its own")
-    # Refuse a bad hop or an output that cannot be written now, not after hours of tagging.
-    hop_samples(hop)
-    for output in (csv, json_out, timeline_csv, timeline_png):
-        if output:
-            check_output_file(output)
-    shard_index, shard_count = parse_shard(shard) if shard else (0, 1)
-    files = find_audio(paths)
-    if not files:
-        raise MgcError("no audio files found in " + ", ".join(map(str, paths)))
-    files = shard_files(files, paths, shard_index, shard_count)
-    if timeline_png:
-        require_matplotlib()
-        if len(files) != 1:
-            raise MgcError(f"--timeline-png draws one track, and {len(files)} files were given")
-    model = load_model(weights, device)
-    writer = CsvWriter(csv, model.labels, resume=skip_existing, overwrite=overwrite) if csv else None
-    timeline_writer = TimelineCsvWriter(timeline_csv, model.labels, overwrite) if timeline_csv else None
-
-    def clip_segments(result) -> list[dict]:
-        return segments_of(result.clip_logits, model.labels, hop_samples(hop) / SAMPLE_RATE, model.clip_samples / SAMPLE_RATE)
-
-    todo = [f for f in files if writer is None or not writer.is_done(f)]
-    if writer and len(todo) < len(files):
-        err.print(f"skipping {len(files) - len(todo)} files already in {csv}")
-
+    run = predict_paths(**options)
+    labels = run.model.labels
+    if len(run.todo) < len(run.files):
+        err.print(f"skipping {len(run.files) - len(run.todo)} files already in {csv}")
     results = []
     failed = warned = 0
-    single = len(files) == 1 and not csv
+    single = len(run.files) == 1 and not csv
     with Progress(
         TextColumn("tagging"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
         console=err, transient=True, disable=single,
     ) as progress:
-        task = progress.add_task("files", total=len(todo))
-        for result in classify_files(model, todo, hop, aggregate, batch_size):
+        task = progress.add_task("files", total=len(run.todo))
+        for result in run.results:
             results.append(result)
-            if writer:
-                writer.write(result)
-            if timeline_writer and not result.error:
-                timeline_writer.write(result.path, clip_segments(result))
             if result.error:
                 failed += 1
                 progress.console.print(_tagged("failed:", "red", result.error), highlight=False)
             elif not csv and not single:
-                genre, p = best_of(result.probabilities, model.labels, 1)[0]
+                genre, p = best_of(result.probabilities, labels, 1)[0]
                 out.print(f"{result.path}\t{genre}\t{p:.3f}", highlight=False)
             if result.warning:
                 warned += 1
                 progress.console.print(_tagged("warning:", "yellow", result.warning), highlight=False)
             progress.advance(task)
-    for finished in (writer, timeline_writer):
-        if finished:
-            finished.close()
-    if json_out:
-        records = [result_dict(r, model.labels, top_k, clip_segments(r) if timeline and not r.error else None) for r in results]
-        write_json(json_out, records)
 
     if single and not results[0].error:
-        out.print(f"{results[0].path} ({results[0].clips} clips, {aggregate})", highlight=False)
+        out.print(f"{results[0].path} ({results[0].clips} clips, {aggregation})", highlight=False)
         table = Table()
         table.add_column("genre")
         table.add_column("probability", justify="right")
-        for genre, p in best_of(results[0].probabilities, model.labels, top_k):
+        for genre, p in best_of(results[0].probabilities, labels, top_k):
             table.add_row(genre, f"{p:.3f}")
         out.print(table)
         if timeline:
             clips = Table(title="clips", title_justify="left")
             for column in ("from (s)", "to (s)", "genre", "probability"):
                 clips.add_column(column, justify="left" if column == "genre" else "right")
-            for s in clip_segments(results[0]):
-                clips.add_row(f"{s['start']:.2f}", f"{s['end']:.2f}", s["genre"], f"{s['probability']:.3f}")
+            for c in run.timeline(results[0]):
+                clips.add_row(f"{c['start']:.2f}", f"{c['end']:.2f}", c["genre"], f"{c['probability']:.3f}")
             out.print(clips)
     elif not single:
         target = f" → {csv}" if csv else ""
         warnings = f", {warned} with a warning" if warned else ""
         err.print(f"tagged {len(results) - failed} files, {failed} failed{warnings}{target}")
     if timeline_png and not results[0].error:
-        draw_timeline(timeline_png, clip_segments(results[0]), model.labels, Path(results[0].path).name)
         err.print(f"written: {timeline_png}")
     if failed:
         raise typer.Exit(1)
@@ -231,49 +169,34 @@ def tags(
     csv: Annotated[Optional[Path], typer.Option(help="Write one row per file: path,tag,probability,<tags>,error,warning.")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write every tag's probability as JSON.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --csv file.")] = False,
-    hop: Hop = DEFAULT_HOP_SECONDS,
+    hop_seconds: Hop = DEFAULT_HOP_SECONDS,
     batch_size: Annotated[Optional[int], typer.Option(min=1, help="Clips per forward pass (default: 4 on the CPU, 16 on CUDA).")] = None,
     device: Device = "auto",
 ) -> None:
     """musicnn's tags (genre, mood, era, instruments) with their probabilities: sigmoid per 3-s clip, mean over the track."""
-    from .catalogue import find_audio
-    from .clips import hop_samples
-    from .files import check_output_file
+    options = dict(locals())  # the parameters, named as the library call's keywords
     from .inference import top_k as best_of
-    from .tags import load_tagger, tag_files
-    from .writers import CsvWriter, tags_dict, write_json
+    from .predict import tag_paths
 
-    hop_samples(hop)  # these refuse bad input now, before the model is loaded or any file read
-    for output in (csv, json_out):
-        if output:
-            check_output_file(output)
-    files = find_audio(paths)
-    if not files:
-        raise MgcError("no audio files found in " + ", ".join(map(str, paths)))
-    model = load_tagger(weights, device)
-    writer = CsvWriter(csv, model.labels, overwrite=overwrite, top="tag") if csv else None
+    del options["top_k"]  # how many tags this prints; the files get them all
+    run = tag_paths(**options)
+    labels = run.model.labels
     results = []
-    for result in tag_files(model, files, hop, batch_size):
+    for result in run.results:
         results.append(result)
-        if writer:
-            writer.write(result)
         if result.error:
             err.print(_tagged("failed:", "red", result.error), highlight=False)
-        elif len(files) > 1:
-            best = ", ".join(f"{t} {p:.2f}" for t, p in best_of(result.probabilities, model.labels, top_k))
+        elif len(run.files) > 1:
+            best = ", ".join(f"{t} {p:.2f}" for t, p in best_of(result.probabilities, labels, top_k))
             out.print(f"{result.path}\t{best}", highlight=False)
         if result.warning:
             err.print(_tagged("warning:", "yellow", result.warning), highlight=False)
-    if writer:
-        writer.close()
-    if json_out:
-        write_json(json_out, [tags_dict(r, model.labels) for r in results])
-    if len(files) == 1 and not results[0].error:
+    if len(run.files) == 1 and not results[0].error:
         out.print(f"{results[0].path} ({results[0].clips} clips)", highlight=False)
         table = Table()
         table.add_column("tag")
         table.add_column("probability", justify="right")
-        for name, p in best_of(results[0].probabilities, model.labels, top_k):
+        for name, p in best_of(results[0].probabilities, labels, top_k):
             table.add_row(name, f"{p:.3f}")
         out.print(table)
     if any(r.error for r in results):
@@ -291,49 +214,16 @@ def preprocess(
     """Decode a dataset once into a compact 16 kHz cache that train and evaluate read."""
     from rich.progress import Progress
 
-    from .files import check_output_folder
-    from .training.cache import preprocess as build_cache
-    from .training.datasets import find_tracks
+    from .training.datasets import preprocess_dataset
 
-    check_output_folder(out_dir)
-    tracks = find_tracks(data)
     with Progress(console=err, transient=True) as progress:
-        task = progress.add_task("decoding", total=len(tracks))
-        report = build_cache(tracks, out_dir, on_track=lambda _: progress.advance(task))
+        task = progress.add_task("decoding", total=None)
+        report = preprocess_dataset(data, out_dir, lambda done, total: progress.update(task, completed=done, total=total))
     for path, error in report.failed:
         err.print(_tagged("skipped:", "yellow", error), highlight=False)
     out.print(
         f"{out_dir}: {report.cached} tracks decoded, {report.reused} reused, {len(report.failed)} skipped"
     )
-
-
-def _load_datasets(data: list[Path], split_files: list[Path], caches: list[Path] | None) -> list:
-    """`data.load_datasets`, saying what it decodes and which tracks it skips."""
-    from .training.datasets import load_datasets
-
-    datasets = load_datasets(data, split_files, caches, notify=lambda message: err.print(message, highlight=False))
-    for dataset in datasets:
-        for _, error in dataset.skipped:
-            err.print(_tagged("skipped:", "yellow", error), highlight=False)
-    return datasets
-
-
-def _warn_absent(datasets: list, splits: tuple[str, ...]) -> None:
-    """Name the tracks each split file gives to `splits` that its dataset lacks: else they go unscored without a word."""
-    from .training.datasets import absent_from_split_file
-
-    for dataset in datasets:
-        absent = absent_from_split_file(dataset.tracks, dataset.split_file, splits) if dataset.split_file else []
-        if absent:
-            shown = ", ".join(absent[:5]) + (f" and {len(absent) - 5} more" if len(absent) > 5 else "")
-            message = f"{dataset.split_file} names {len(absent)} {'/'.join(splits)} track(s) missing from {dataset.source}: {shown}"
-            err.print(_tagged("warning:", "yellow", message), highlight=False)
-
-
-def _train_config(**values) -> "TrainConfig":
-    from .training.train import TrainConfig
-
-    return TrainConfig(**{k: v for k, v in values.items() if v is not None})
 
 
 # ---------------------------------------------------------------- train
@@ -343,8 +233,8 @@ def _train_config(**values) -> "TrainConfig":
 def train(
     data: Data,
     out_dir: Annotated[Path, typer.Option("--out", help="Run folder: last.pt, best.pt, log.jsonl.")],
-    model: ModelName = "ms-sincresnet",
-    set_: Sets = [],
+    model_name: ModelName = "ms-sincresnet",
+    overrides: Sets = [],
     epochs: Epochs = 100,
     split_file: SplitFiles = [],
     folds: Annotated[Optional[int], typer.Option(help="Stratified k-fold: number of folds.")] = None,
@@ -358,14 +248,14 @@ def train(
     balance: Balance = None,
     schedule: Schedule = None,
     label_smoothing: LabelSmoothing = None,
-    mix: Mix = None,
+    mix_prob: Mix = None,
     masks: Masks = None,
-    eval_hop: Annotated[Optional[float], typer.Option(help="Validation clip hop in seconds.")] = None,
+    eval_hop_seconds: Annotated[Optional[float], typer.Option("--eval-hop", help="Validation clip hop in seconds.")] = None,
     seed: Seed = None,
     workers: Annotated[Optional[int], typer.Option(help="Data-loading worker processes.")] = None,
     init_backbone: Annotated[Optional[Path], typer.Option(help="Pretrained weights: a torchvision ResNet-18 file, or a musicnn tagger checkpoint (musicnn models start from weights/musicnn-msd.pt without it).")] = None,
     pretrained_lr_scale: Annotated[Optional[float], typer.Option(min=0.0, help="Learning rate of pretrained parameters relative to the new genre layer (default 1).")] = None,
-    feature_hop: Annotated[Optional[float], typer.Option(min=0.05, help="Models with a frozen part: seconds between the training clips whose features are cached (default 1.5).")] = None,
+    feature_hop_seconds: Annotated[Optional[float], typer.Option("--feature-hop", min=0.05, help="Models with a frozen part: seconds between the training clips whose features are cached (default 1.5).")] = None,
     cache: Cache = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last.pt.")] = False,
     device: Device = "auto",
@@ -374,57 +264,22 @@ def train(
 
     On N processes (one per GPU, or per group of CPU cores): torchrun --nproc-per-node N -m mgcli train ...
     """
-    import torch
+    options = dict(locals())  # the parameters, named as the library call's keywords
+    from .models import parse_overrides
+    from .training.distributed import rank
+    from .training.train import train as train_model
 
-    from .files import check_output_folder
-    from .inference import pick_device
-    from .models import build
-    from .training.datasets import (
-        cache_folders,
-        describe_counts,
-        labels_of,
-        pair_split_files,
-        split_datasets,
-    )
-    from .training.distributed import from_main, process_group, rank
-    from .training.train import fit
-
-    overrides = _parse_sets(set_)
-    with torch.device("meta"):  # a wrong name, key or value fails now, not after decoding the data
-        build(model, **overrides)
-    config = _train_config(
-        epochs=epochs, batch_size=batch_size, clips_per_track=clips_per_track, optimizer=optimizer, lr=lr,
-        warmup_epochs=warmup_epochs, balance=balance, schedule=schedule, label_smoothing=label_smoothing,
-        mix_prob=mix, masks=masks, eval_hop_seconds=eval_hop, seed=seed, workers=workers,
-        pretrained_lr_scale=pretrained_lr_scale, feature_hop_seconds=feature_hop,
-    )
-    pair_split_files(data, split_file)  # refused now if unpaired, missing or malformed, not after decoding the data
-    check_output_folder(out_dir)
-    with process_group(pick_device(device)):  # under torchrun the ranks train as one run; alone, nothing changes
-        # Under torchrun rank 0 alone decodes into the caches, and the others take its tracks.
-        datasets = from_main(lambda: _load_datasets(data, split_file, cache_folders(data, cache, out_dir)))
-        split = split_datasets(datasets, folds=folds, fold=fold, valid_fraction=valid_fraction, seed=config.seed)
-        labels = labels_of(split["train"] + split["valid"])
-        if not split["train"]:
-            raise MgcError("the split leaves no training tracks")
-        if rank() == 0:
-            _warn_absent(datasets, ("train", "valid"))
-            err.print(f"train: {len(split['train'])} tracks ({describe_counts(split['train'], labels)})")
-            err.print(f"valid: {len(split['valid'])} tracks ({describe_counts(split['valid'], labels)})")
-        history = fit(
-            model, split["train"], split["valid"], labels, out_dir, config, overrides, device,
-            str(init_backbone) if init_backbone else None, resume,
-        )
-        if history and rank() == 0:
-            out.print(f"done: {out_dir}/best.pt (chosen on valid), {out_dir}/last.pt, {out_dir}/log.jsonl")
+    history = train_model(**options | {"overrides": parse_overrides(overrides)}, notify=_notify)
+    if history and rank() == 0:
+        out.print(f"done: {out_dir}/best.pt (chosen on valid), {out_dir}/last.pt, {out_dir}/log.jsonl")
 
 
 @app.command()
 def crossval(
     data: Data,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for fold-*/ runs and crossval.json.")],
-    model: ModelName = "ms-sincresnet",
-    set_: Sets = [],
+    model_name: ModelName = "ms-sincresnet",
+    overrides: Sets = [],
     folds: Annotated[int, typer.Option(min=2)] = 10,
     epochs: Epochs = 100,
     batch_size: BatchSize = None,
@@ -434,31 +289,18 @@ def crossval(
     balance: Balance = None,
     schedule: Schedule = None,
     label_smoothing: LabelSmoothing = None,
-    mix: Mix = None,
+    mix_prob: Mix = None,
     masks: Masks = None,
     seed: Seed = None,
     cache: Cache = None,
     device: Device = "auto",
 ) -> None:
     """K-fold cross-validation as the paper ran it: train and test on every fold, mean ± std."""
-    from .files import check_output_folder
-    from .models import make_config
-    from .training.datasets import cache_folders, labels_of
-    from .training.distributed import launched
-    from .training.train import cross_validate
+    options = dict(locals())  # the parameters, named as the library call's keywords
+    from .models import parse_overrides
+    from .training.train import crossval as cross_validate
 
-    if launched():  # every rank would run every fold into the same folder
-        raise MgcError("crossval runs in one process; under torchrun train each fold: mgc train --folds K --fold I")
-
-    overrides = _parse_sets(set_)
-    make_config(model, **overrides)
-    config = _train_config(
-        epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, warmup_epochs=warmup_epochs,
-        balance=balance, schedule=schedule, label_smoothing=label_smoothing, mix_prob=mix, masks=masks, seed=seed,
-    )
-    check_output_folder(out_dir)
-    tracks = [t for dataset in _load_datasets(data, [], cache_folders(data, cache, out_dir)) for t in dataset.tracks]
-    report = cross_validate(model, tracks, labels_of(tracks), out_dir, config, folds, overrides, device)
+    report = cross_validate(**options | {"overrides": parse_overrides(overrides)}, notify=_notify)
     table = Table(title=report["protocol"])
     for column in ("fold", "tracks", "track acc", "clip acc", "macro recall"):
         table.add_column(column, justify="right")
@@ -480,8 +322,8 @@ def evaluate(
     weights: Annotated[Path, typer.Option(help="Checkpoint to score.")],
     split_file: SplitFiles = [],
     split: Annotated[Optional[str], typer.Option(help="Which split to score: train, valid, test or all (default: test with --split-file, else all).")] = None,
-    aggregate: Aggregate = "mean_prob",
-    hop: Hop = DEFAULT_HOP_SECONDS,
+    aggregation: Aggregate = "mean_prob",
+    hop_seconds: Hop = DEFAULT_HOP_SECONDS,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the full report as JSON.")] = None,
     device: Device = "auto",
 ) -> None:
@@ -489,44 +331,16 @@ def evaluate(
 
     With several --data: each dataset's scores, then all of them together.
     """
-    from .clips import hop_samples
-    from .files import check_output_file, write_text_atomic
-    from .inference import AGGREGATIONS, load_model
-    from .training.datasets import (
-        SPLITS,
-        load_datasets,
-        pair_split_files,
-        tracks_in_split,
-    )
-    from .training.evaluate import evaluate_datasets, evaluate_tracks
+    options = dict(locals())  # the parameters, named as the library call's keywords
+    from .training.evaluate import evaluate as score
 
-    if aggregate not in AGGREGATIONS:
-        raise MgcError(f"unknown aggregation {aggregate!r} (use {', '.join(AGGREGATIONS)})")
-    split = split or ("test" if split_file else "all")
-    if split not in (*SPLITS, "all"):
-        raise MgcError(f"unknown split {split!r} (use {', '.join(SPLITS)} or all)")
-    hop_samples(hop)  # these refuse bad input now, before the model is loaded or any track decoded
-    pair_split_files(data, split_file)
-    if json_out:
-        check_output_file(json_out)
-    model = load_model(weights, device)
-    datasets = load_datasets(data, split_file)
-    chosen = {str(d.source): tracks_in_split(d, split) for d in datasets}
-    if split != "all":
-        _warn_absent(datasets, (split,))
-    if len(chosen) == 1:
-        report = evaluate_tracks(model, *chosen.values(), hop, aggregate)
-    else:
-        report = evaluate_datasets(model, chosen, hop, aggregate)
+    report = score(**options, notify=_notify)
     for path, error in report["failed"]:
         err.print(_tagged("skipped:", "yellow", error), highlight=False)
     for source, part in report.get("datasets", {}).items():
-        _print_report(part, model.labels, f"{weights} on {source} ({split})")
-    _print_report(report, model.labels, f"{weights} on {' + '.join(map(str, data))} ({split})")
+        _print_report(part, report["labels"], f"{weights} on {source} ({report['split']})")
+    _print_report(report, report["labels"], f"{weights} on {' + '.join(map(str, data))} ({report['split']})")
     if json_out:
-        sources = str(data[0]) if len(data) == 1 else [str(d) for d in data]
-        document = {"weights": str(weights), "data": sources, "split": split, "labels": model.labels, **report}
-        write_text_atomic(json_out, json.dumps(document, indent=2) + "\n")
         out.print(f"written: {json_out}")
 
 
@@ -585,15 +399,12 @@ def export_checkpoint(
     weights: Annotated[Optional[str], typer.Argument(metavar="CKPT", help="Checkpoint to export, or `default` for the shipped weights (the default).")] = None,
 ) -> None:
     """Write a model as one ONNX or TorchScript file that runs without mgcli: waveform clips in, logits out."""
-    from .export import export_model
-    from .files import check_output_file
-    from .inference import load_model
+    options = dict(locals())  # the parameters, named as the library call's keywords
+    from .export import export_checkpoint as export
 
-    check_output_file(out_file)
-    model = load_model(None if weights in (None, "default") else weights, "cpu")
-    path = export_model(model, fmt, out_file)
+    model = export(**options)
     out.print(
-        f"written: {path} ({fmt}: {model.name}, {len(model.labels)} labels, {model.clip_samples}-sample clips)",
+        f"written: {out_file} ({fmt}: {model.name}, {len(model.labels)} labels, {model.clip_samples}-sample clips)",
         highlight=False,
     )
 
@@ -604,12 +415,10 @@ def ensemble_checkpoints(
     out_file: Annotated[Path, typer.Option("--out", help="Checkpoint to write.")],
 ) -> None:
     """Join musicnn networks fine-tuned from one tagger into one model: one front end, their probabilities averaged."""
-    from .checkpoint import ensemble_checkpoint, save_checkpoint
-    from .files import check_output_file
+    options = dict(locals())  # the parameters, named as the library call's keywords
+    from .checkpoint import ensemble
 
-    check_output_file(out_file)
-    checkpoint = ensemble_checkpoint(members)
-    save_checkpoint(checkpoint, out_file)
+    checkpoint = ensemble(**options)
     out.print(Text(f"written: {out_file} (musicnn-ensemble of {len(members)}, {len(checkpoint['labels'])} labels)"))
 
 
@@ -627,16 +436,10 @@ def explain(
     device: Device = "auto",
 ) -> None:
     """Show where a model hears a genre: Grad-CAM and integrated gradients over the whole track (needs mgcli\\[plot])."""
-    from .explain.explain import explain_file
-    from .explain.plot import draw_explanation, require_matplotlib
-    from .files import check_output_file
-    from .inference import load_model
+    options = dict(locals())  # the parameters, named as the library call's keywords
+    from .explain.explain import explain as explain_track
 
-    require_matplotlib()
-    check_output_file(out_png)
-    model = load_model(weights, device)
-    explanation = explain_file(model, file, label, steps)
-    draw_explanation(out_png, explanation)
+    explanation = explain_track(**options)
     out.print(f"{file}: {explanation.label} explained over {len(explanation.timeline)} clips → {out_png}", highlight=False)
 
 
@@ -652,34 +455,8 @@ def inspect_checkpoint(
     start: Annotated[Optional[float], typer.Option(help="With --audio: where the clip starts, in seconds (default: the middle of the track).")] = None,
 ) -> None:
     """Draw a checkpoint's learned sinc filters and, with --audio, how it sees a clip (needs mgcli\\[plot])."""
-    from .explain.inspect import clip_spectrograms, sinc_filters
-    from .explain.plot import (
-        draw_sinc_cutoffs,
-        draw_sinc_responses,
-        draw_spectrograms,
-        require_matplotlib,
-    )
-    from .files import check_output_folder
-    from .inference import load_model
+    options = dict(locals())  # the parameters, named as the library call's keywords
+    from .explain.inspect import inspect
 
-    if start is not None and audio is None:
-        raise MgcError("--start places the --audio clip: give --audio FILE too")
-    require_matplotlib()
-    check_output_folder(out_dir)
-    model = load_model(weights, "cpu")
-    banks = sinc_filters(model.network)
-    if not banks and audio is None:
-        raise MgcError(f"{weights}: {model.name} has no sinc filters to draw; pass --audio FILE for its spectrograms")
-    written = []
-    if banks:
-        written += [out_dir / "sinc-cutoffs.png", out_dir / "sinc-responses.png"]
-        draw_sinc_cutoffs(written[0], banks)
-        draw_sinc_responses(written[1], banks)
-    if audio:
-        clip = clip_spectrograms(model, audio, start)
-        if clip.learned is None:
-            err.print(f"{model.name} has no multi-scale sinc front end: spectrograms.png shows the hand-made spectrograms only")
-        written.append(out_dir / "spectrograms.png")
-        draw_spectrograms(written[-1], clip)
-    for path in written:
+    for path in inspect(**options, notify=_notify):
         out.print(f"written: {path}", highlight=False)

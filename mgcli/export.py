@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import MgcError, __version__
+from . import MgcError, __version__, first_line
 from .audio import SAMPLE_RATE
 from .files import check_output_file, write_atomic
 from .inference import GenreModel, load_model
@@ -120,8 +120,7 @@ def save_onnx(network: nn.Module, example: torch.Tensor, metadata: dict[str, str
             verbose=False,
         )
     except Exception as error:  # the exporter raises many types; the first line says what failed
-        lines = str(error).strip().splitlines()
-        raise MgcError(f"cannot export {name} to ONNX: {lines[0] if lines else type(error).__name__}") from error
+        raise MgcError(f"cannot export {name} to ONNX: {first_line(error)}") from error
     finally:
         onnx_logger.setLevel(level)
     program.model.metadata_props.update(metadata)

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mgcli import MgcError
+from mgcli import MgcError, first_line
 
 
 class BasicBlock(nn.Module):
@@ -82,9 +82,7 @@ def load_torchvision_resnet18(backbone: ResNet18, path: str) -> int:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch.load raises many types (OSError, RuntimeError, UnpicklingError, EOFError ...)
-        lines = str(error).strip().splitlines()
-        reason = lines[0] if lines else type(error).__name__
-        raise MgcError(f"cannot read backbone weights {path}: {reason}") from error
+        raise MgcError(f"cannot read backbone weights {path}: {first_line(error)}") from error
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise MgcError(f"backbone weights {path} are not a state dict (a dict of tensors)")
 

@@ -16,7 +16,6 @@ checkpoints are ordinary whole-network checkpoints that predict and evaluate rea
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -25,9 +24,8 @@ import numpy as np
 import torch
 
 from .. import MgcError
-from ..checkpoint import make_checkpoint, save_checkpoint
 from ..clips import cut_clips, hop_samples
-from ..files import save_npy_atomic, write_text_atomic
+from ..files import save_npy_atomic
 from ..inference import pick_device, place
 from ..models.musicnn import FRONT_END_PREFIXES
 from .augment import epoch_seed
@@ -75,7 +73,9 @@ def fit_on_features(
     labels: list[str], out: Path, config, device: str, console,
 ) -> list[dict]:
     """Train the unfrozen part of `network` on cached features of its frozen part (see the module doc)."""
-    from .train import _class_weights, _epoch_line, _is_better, _optimizer, clip_loss, learning_rate, valid_metrics
+    from .train import (
+        _class_weights, _epoch_line, _is_better, _optimizer, clip_loss, learning_rate, save_epoch, valid_metrics,
+    )
 
     torch_device = pick_device(device)
     place(network, torch_device)
@@ -129,12 +129,8 @@ def fit_on_features(
         metrics["seconds"] = round(time.perf_counter() - began, 2)
         history.append(metrics)
         is_best = _is_better(metrics, best)
-        if is_best:
-            best = metrics
-            save_checkpoint(make_checkpoint(model_name, network, labels, {"epoch": epoch, "valid": metrics}), out / "best.pt")
-        state = {"epoch": epoch, "config": asdict(config), "history": history, "best": best}
-        save_checkpoint(make_checkpoint(model_name, network, labels, state), out / "last.pt")
-        write_text_atomic(out / "log.jsonl", "".join(json.dumps(h) + "\n" for h in history))
+        best = metrics if is_best else best
+        save_epoch(out, model_name, network, labels, {"epoch": epoch, "config": asdict(config), "history": history, "best": best}, is_best)
         console.print(_epoch_line(metrics, bool(valid_tracks), is_best))
     if not history:
         raise MgcError("no epochs to train (--epochs must be at least 1)")

@@ -29,7 +29,7 @@ from ..audio import DEFAULT_HOP_SECONDS
 from ..checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from ..clips import hop_samples
 from ..files import check_output_folder, write_text_atomic
-from ..inference import GenreModel, model_from_checkpoint, pick_device, place
+from ..inference import GenreModel, check_aggregation, model_from_checkpoint, pick_device, place
 from ..models import build, make_config
 from ..models.base import GenreNetwork
 from . import distributed
@@ -86,6 +86,7 @@ class TrainConfig:
             if getattr(self, name) not in choices:
                 raise MgcError(f"unknown {name} {getattr(self, name)!r} (use {', '.join(choices)})")
         hop_samples(self.eval_hop_seconds)  # a hop that would hang validation is refused before training
+        check_aggregation(self.aggregate)
 
 
 def learning_rate(config: TrainConfig, epoch: int) -> float:
@@ -290,23 +291,12 @@ def fit(
     if weights is not None:
         weights = weights.to(torch_device)
 
-    # Loaders: `loader` gives one process's batches (BatchNorm's re-estimation reads those on
-    # every rank); `train_loader` this rank's share of them.
     clips = TrainClips(
         train_tracks, labels, config.clips_per_track, network.config.clip_samples,
         Augment(config.gain_low, config.gain_high, config.noise_std, config.mix_prob, config.masks),
         config.balance == "sampler", config.seed,
     )
-    loader = _clip_loader(clips, config.batch_size, config, torch_device)
-    train_loader, trainer = loader, network
-    if world > 1:
-        # Rank r takes clips r, r + world, ...: step k of all ranks together is `loader`'s step k.
-        # The plan itself is reshuffled by clips.set_epoch, so the sampler needs no shuffling;
-        # it repeats the first clips where the epoch does not split evenly over the ranks.
-        shard = DistributedSampler(clips, num_replicas=world, rank=rank, shuffle=False)
-        train_loader = _clip_loader(clips, config.batch_size // world, config, torch_device, shard)
-        # Its constructor waits for every rank, so all have checked OUT before rank 0 writes there.
-        trainer = DistributedDataParallel(network, [torch_device] if torch_device.type == "cuda" else None)
+    loader, train_loader, trainer = _loaders(clips, network, config, torch_device)
     model = GenreModel(model_name, network, labels, torch_device)
 
     history, best = state.history, state.best
@@ -320,33 +310,64 @@ def fit(
             group["lr"] = lr * group.get("lr_scale", 1.0)  # runs from before lr_scale have one group
         metrics = {"epoch": epoch + 1, "lr": lr}
         metrics |= _train_epoch(trainer, train_loader, optimizer, weights, config, torch_device, console, epoch)
-
-        # Validate: every rank re-estimates BatchNorm on the same whole batches and validates the
-        # same weights, as one process does, so all ranks stay identical; rank 0 writes the results.
-        recalibrate_batchnorm(network, loader, torch_device, config.batchnorm_batches)
-        network.eval()
-        if valid_tracks:
-            metrics |= valid_metrics(evaluate_tracks(model, valid_tracks, config.eval_hop_seconds, config.aggregate))
+        metrics |= _validate(model, loader, valid_tracks, config)
         metrics["seconds"] = round(time.perf_counter() - began, 2)
         history.append(metrics)
         is_best = _is_better(metrics, best)
-        if is_best:
-            best = metrics
-
-        # Save.
+        best = metrics if is_best else best
         if rank == 0:
-            if is_best:
-                save_checkpoint(make_checkpoint(model_name, network, labels, {"epoch": epoch, "valid": metrics}), out / "best.pt")
             train_state = {
                 "epoch": epoch, "config": asdict(config), "split": split_keys, "history": history,
                 "best": best, "optimizer": optimizer.state_dict(), "pretrained": state.pretrained,
             }
-            save_checkpoint(make_checkpoint(model_name, network, labels, train_state), out / "last.pt")
-            write_text_atomic(out / "log.jsonl", "".join(json.dumps(h) + "\n" for h in history))
+            save_epoch(out, model_name, network, labels, train_state, is_best)
         console.print(_epoch_line(metrics, bool(valid_tracks), is_best))
     if world > 1:  # no rank returns (to read last.pt, say) before rank 0 has written it
         torch.distributed.barrier()
     return history
+
+
+def _loaders(
+    clips: TrainClips, network: nn.Module, config: TrainConfig, device: torch.device
+) -> tuple[DataLoader, DataLoader, nn.Module]:
+    """(one process's batches, this rank's share of them, the module that trains).
+
+    Alone the two loaders are one and the network trains itself. Under torchrun rank r takes
+    clips r, r + world, ...: step k of all ranks together is the first loader's step k, which
+    BatchNorm's re-estimation reads on every rank. The plan is reshuffled by clips.set_epoch, so
+    the sampler needs no shuffling; it repeats the first clips where an epoch does not split
+    evenly over the ranks.
+    """
+    loader = _clip_loader(clips, config.batch_size, config, device)
+    world = distributed.world_size()
+    if world == 1:
+        return loader, loader, network
+    shard = DistributedSampler(clips, num_replicas=world, rank=distributed.rank(), shuffle=False)
+    # DistributedDataParallel's constructor waits for every rank, so all have checked OUT before rank 0 writes there.
+    trainer = DistributedDataParallel(network, [device] if device.type == "cuda" else None)
+    return loader, _clip_loader(clips, config.batch_size // world, config, device, shard), trainer
+
+
+def _validate(model: GenreModel, loader: DataLoader, valid_tracks: list[Track], config: TrainConfig) -> dict:
+    """The validation figures of the weights as they are, after BatchNorm's statistics are re-estimated.
+
+    Every rank re-estimates on the same whole batches and validates the same weights, as one
+    process does, so all ranks stay identical; rank 0 writes the results.
+    """
+    recalibrate_batchnorm(model.network, loader, model.device, config.batchnorm_batches)
+    model.network.eval()
+    if not valid_tracks:
+        return {}
+    return valid_metrics(evaluate_tracks(model, valid_tracks, config.eval_hop_seconds, config.aggregate))
+
+
+def save_epoch(out: Path, model_name: str, network: nn.Module, labels: list[str], train_state: dict, is_best: bool) -> None:
+    """Write an epoch's `last.pt` (the training state) and `log.jsonl`, and its `best.pt` when it is the best."""
+    epoch, history = train_state["epoch"], train_state["history"]
+    if is_best:
+        save_checkpoint(make_checkpoint(model_name, network, labels, {"epoch": epoch, "valid": history[-1]}), out / "best.pt")
+    save_checkpoint(make_checkpoint(model_name, network, labels, train_state), out / "last.pt")
+    write_text_atomic(out / "log.jsonl", "".join(json.dumps(h) + "\n" for h in history))
 
 
 def _refuse_overwrite(out: Path, resume: bool, again: str) -> None:
@@ -469,7 +490,7 @@ def cross_validate(
 def train(
     data: Sequence[Path],
     out_dir: Path,
-    model: str = "ms-sincresnet",
+    model_name: str = "ms-sincresnet",
     overrides: dict | None = None,
     epochs: int = 100,
     split_file: Sequence[Path] = (),
@@ -497,7 +518,7 @@ def train(
     device: str = "auto",
     notify: Callable[[str], None] = quiet,
 ) -> list[dict]:
-    """`mgc train`: train `model` (with config `overrides`) on the datasets `data` into `out_dir`.
+    """`mgc train`: train the model `model_name` (with config `overrides`) on the datasets `data` into `out_dir`.
 
     Every dataset is decoded into its cache first (CACHE, default OUT/cache; CACHE-1, CACHE-2, ...
     for several) and split by its `split_file` (one per dataset, in order, or none), else by
@@ -506,7 +527,7 @@ def train(
     rank 0 alone decodes and notifies. Returns the per-epoch history.
     """
     with torch.device("meta"):  # a wrong name, key or value fails now, not after decoding the data
-        build(model, **(overrides or {}))
+        build(model_name, **(overrides or {}))
     config = train_config(
         epochs=epochs, batch_size=batch_size, clips_per_track=clips_per_track, optimizer=optimizer, lr=lr,
         warmup_epochs=warmup_epochs, balance=balance, schedule=schedule, label_smoothing=label_smoothing,
@@ -526,7 +547,7 @@ def train(
         rank_notify(f"train: {len(split['train'])} tracks ({describe_counts(split['train'], labels)})")
         rank_notify(f"valid: {len(split['valid'])} tracks ({describe_counts(split['valid'], labels)})")
         return fit(
-            model, split["train"], split["valid"], labels, out_dir, config, overrides, device,
+            model_name, split["train"], split["valid"], labels, out_dir, config, overrides, device,
             str(init_backbone) if init_backbone else None, resume,
         )
 
@@ -534,7 +555,7 @@ def train(
 def crossval(
     data: Sequence[Path],
     out_dir: Path,
-    model: str = "ms-sincresnet",
+    model_name: str = "ms-sincresnet",
     overrides: dict | None = None,
     folds: int = 10,
     epochs: int = 100,
@@ -555,7 +576,7 @@ def crossval(
     """`mgc crossval`: `cross_validate` on every track of the datasets `data` (see `train`)."""
     if distributed.launched():  # every rank would run every fold into the same folder
         raise MgcError("crossval runs in one process; under torchrun train each fold: mgc train --folds K --fold I")
-    make_config(model, **(overrides or {}))
+    make_config(model_name, **(overrides or {}))
     config = train_config(
         epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, warmup_epochs=warmup_epochs,
         balance=balance, schedule=schedule, label_smoothing=label_smoothing, mix_prob=mix_prob, masks=masks, seed=seed,
@@ -563,7 +584,7 @@ def crossval(
     check_output_folder(out_dir)
     datasets = load_datasets(data, (), cache_folders(data, cache, out_dir), notify)
     tracks = [track for dataset in datasets for track in dataset.tracks]
-    return cross_validate(model, tracks, labels_of(tracks), out_dir, config, folds, overrides, device)
+    return cross_validate(model_name, tracks, labels_of(tracks), out_dir, config, folds, overrides, device)
 
 
 def train_config(**settings) -> TrainConfig:

@@ -1,0 +1,148 @@
+"""Runs over many files, `mgc predict` and `mgc tags` as library calls: paths in, results out,
+each result written to the output files as it comes.
+
+`predict_paths` and `tag_paths` refuse bad input (a hop, an output that cannot be written, a
+shard) before the model is loaded or any file decoded, find the files, load the model and open
+the writers; the `Run` they return yields one result per file, in order, so that a caller can
+show progress. A file that fails is a result with an error, never the end of the run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import MgcError, inference
+from .audio import DEFAULT_HOP_SECONDS, SAMPLE_RATE
+from .catalogue import find_audio, parse_shard, shard_files
+from .clips import hop_samples
+from .files import check_output_file
+from .inference import GenreModel, TrackResult, check_aggregation, classify_files, load_model
+from .tags import load_tagger, tag_files
+from .writers import CsvWriter, TimelineCsvWriter, result_dict, tags_dict, write_json
+
+
+@dataclass
+class Run:
+    """A run over files: the model, the files and, as they come, their results."""
+
+    model: GenreModel
+    files: list[Path]  # every file named (of this shard)
+    todo: list[Path]  # those an earlier run has not finished (see predict_paths' skip_existing)
+    results: Iterator[TrackResult]  # one per file of `todo`, in order, each already written out
+    timeline: Callable[[TrackResult], list[dict]] | None = None  # predict's: a result's clips (inference.timeline)
+
+
+def predict_paths(
+    paths: Iterable[str | Path],
+    weights: str | Path | None = None,
+    top_k: int = 3,
+    csv: str | Path | None = None,
+    json_out: str | Path | None = None,
+    hop_seconds: float = DEFAULT_HOP_SECONDS,
+    aggregation: str = "mean_prob",
+    batch_size: int | None = None,
+    skip_existing: bool = False,
+    shard: str | None = None,
+    overwrite: bool = False,
+    timeline: bool = False,
+    timeline_csv: str | Path | None = None,
+    timeline_png: str | Path | None = None,
+    device: str = "auto",
+) -> Run:
+    """Tag the audio files in `paths` (files and folders, searched recursively) with their genre.
+
+    Outputs, each optional: `csv` (one row per file; `skip_existing` resumes it, `overwrite`
+    replaces it), `json_out` (the `top_k` genres and every probability per file, with every
+    clip's when `timeline`), `timeline_csv` (one row per clip) and `timeline_png` (one
+    file's clips drawn; needs mgcli[plot]). `shard` "I/N" keeps shard I of N of the files.
+    """
+    check_aggregation(aggregation)
+    if timeline_csv and skip_existing:
+        raise MgcError("--timeline-csv cannot resume; leave out --skip-existing or write the timeline in a run of its own")
+    files = _files(paths, hop_seconds, (csv, json_out, timeline_csv, timeline_png), shard)
+    if timeline_png:
+        from .explain.plot import draw_timeline, require_matplotlib
+
+        require_matplotlib()
+        if len(files) != 1:
+            raise MgcError(f"--timeline-png draws one track, and {len(files)} files were given")
+    model = load_model(weights, device)
+    rows = CsvWriter(csv, model.labels, resume=skip_existing, overwrite=overwrite) if csv else None
+    clip_rows = TimelineCsvWriter(timeline_csv, model.labels, overwrite) if timeline_csv else None
+    todo = [f for f in files if rows is None or not rows.is_done(f)]
+
+    def clips_of(result: TrackResult) -> list[dict]:
+        return inference.timeline(
+            result.clip_logits, model.labels, hop_samples(hop_seconds) / SAMPLE_RATE, model.clip_samples / SAMPLE_RATE
+        )
+
+    def results() -> Iterator[TrackResult]:
+        done = []
+        try:
+            for result in classify_files(model, todo, hop_seconds, aggregation, batch_size):
+                if rows:
+                    rows.write(result)
+                if clip_rows and not result.error:
+                    clip_rows.write(result.path, clips_of(result))
+                done.append(result)
+                yield result
+        finally:
+            for writer in (rows, clip_rows):
+                if writer:
+                    writer.close()
+        if json_out:
+            write_json(json_out, [
+                result_dict(r, model.labels, top_k, clips_of(r) if timeline and not r.error else None) for r in done
+            ])
+        if timeline_png and done and not done[0].error:
+            draw_timeline(timeline_png, clips_of(done[0]), model.labels, Path(done[0].path).name)
+
+    return Run(model, files, todo, results(), clips_of)
+
+
+def tag_paths(
+    paths: Iterable[str | Path],
+    weights: str | Path | None = None,
+    csv: str | Path | None = None,
+    json_out: str | Path | None = None,
+    overwrite: bool = False,
+    hop_seconds: float = DEFAULT_HOP_SECONDS,
+    batch_size: int | None = None,
+    device: str = "auto",
+) -> Run:
+    """musicnn's tags of the audio files in `paths`, written to `csv` and `json_out` (see `predict_paths`)."""
+    files = _files(paths, hop_seconds, (csv, json_out), None)
+    model = load_tagger(weights, device)
+    rows = CsvWriter(csv, model.labels, overwrite=overwrite, top="tag") if csv else None
+
+    def results() -> Iterator[TrackResult]:
+        done = []
+        try:
+            for result in tag_files(model, files, hop_seconds, batch_size):
+                if rows:
+                    rows.write(result)
+                done.append(result)
+                yield result
+        finally:
+            if rows:
+                rows.close()
+        if json_out:
+            write_json(json_out, [tags_dict(r, model.labels) for r in done])
+
+    return Run(model, files, files, results())
+
+
+def _files(paths: Iterable[str | Path], hop_seconds: float, outputs: tuple, shard: str | None) -> list[Path]:
+    """The audio files to run on, once the hop and every output are known to be good."""
+    paths = list(paths)
+    hop_samples(hop_seconds)  # these refuse bad input now, not after hours of tagging
+    for output in outputs:
+        if output:
+            check_output_file(output)
+    shard_index, shard_count = parse_shard(shard) if shard else (0, 1)
+    files = find_audio(paths)
+    if not files:
+        raise MgcError("no audio files found in " + ", ".join(map(str, paths)))
+    return shard_files(files, paths, shard_index, shard_count)
