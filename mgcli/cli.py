@@ -70,6 +70,19 @@ def _tagged(tag: str, style: str, message: str) -> Text:
     return Text.assemble((tag, style), " ", message)
 
 
+def _print_top(result, labels: list[str], k: int, column: str, note: str = "") -> None:
+    """One file's `k` most probable labels as a table."""
+    from .inference import top_k
+
+    out.print(f"{result.path} ({result.clips} clips{note})", highlight=False)
+    table = Table()
+    table.add_column(column)
+    table.add_column("probability", justify="right")
+    for label, p in top_k(result.probabilities, labels, k):
+        table.add_row(label, f"{p:.3f}")
+    out.print(table)
+
+
 def _version(value: bool) -> None:
     if value:
         out.print(f"mgcli {__version__}")
@@ -137,13 +150,7 @@ def predict(
             progress.advance(task)
 
     if single and not results[0].error:
-        out.print(f"{results[0].path} ({results[0].clips} clips, {aggregation})", highlight=False)
-        table = Table()
-        table.add_column("genre")
-        table.add_column("probability", justify="right")
-        for genre, p in best_of(results[0].probabilities, labels, top_k):
-            table.add_row(genre, f"{p:.3f}")
-        out.print(table)
+        _print_top(results[0], labels, top_k, "genre", f", {aggregation}")
         if timeline:
             clips = Table(title="clips", title_justify="left")
             for column in ("from (s)", "to (s)", "genre", "probability"):
@@ -192,13 +199,7 @@ def tags(
         if result.warning:
             err.print(_tagged("warning:", "yellow", result.warning), highlight=False)
     if len(run.files) == 1 and not results[0].error:
-        out.print(f"{results[0].path} ({results[0].clips} clips)", highlight=False)
-        table = Table()
-        table.add_column("tag")
-        table.add_column("probability", justify="right")
-        for name, p in best_of(results[0].probabilities, labels, top_k):
-            table.add_row(name, f"{p:.3f}")
-        out.print(table)
+        _print_top(results[0], labels, top_k, "tag")
     if any(r.error for r in results):
         raise typer.Exit(1)
 

@@ -77,6 +77,7 @@ def fit_on_features(
         _class_weights, _epoch_line, _is_better, _optimizer, clip_loss, learning_rate, save_epoch, valid_metrics,
     )
 
+    out.mkdir(parents=True, exist_ok=True)
     torch_device = pick_device(device)
     place(network, torch_device)
     network.eval()

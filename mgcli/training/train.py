@@ -268,19 +268,13 @@ def fit(
     # Restore or initialise.
     torch.manual_seed(config.seed)
     network = build(model_name, **asdict(model_config))
-    if network.trains_on_features:  # a frozen part: train on its cached output
+    if network.trains_on_features:  # a frozen part: the rest trains on its cached output
         if world > 1:
             raise MgcError(f"model {model_name} with a frozen part trains in one process (it is fast); run it without torchrun")
         _refuse_overwrite(out, resume, "run it again")
         _initialise_pretrained(network, init_backbone, console)
-        out.mkdir(parents=True, exist_ok=True)
         return fit_on_features(model_name, network, train_tracks, valid_tracks, labels, out, config, device, console)
-    if resume and (out / "last.pt").exists():
-        state = _restore(out / "last.pt", model_name, labels, config, model_config, split_keys)
-        console.print(f"resuming {out} at epoch {state.start_epoch + 1}")
-    else:
-        _refuse_overwrite(out, resume, "continue it")
-        state = RunState(network, _initialise_pretrained(network, init_backbone, console))
+    state = _restore_or_initialise(network, out, resume, init_backbone, console, model_name, labels, config, split_keys)
     out.mkdir(parents=True, exist_ok=True)
     torch_device = distributed.local_device(pick_device(device))
     network = place(state.network, torch_device)
@@ -291,6 +285,7 @@ def fit(
     if weights is not None:
         weights = weights.to(torch_device)
 
+    # Loaders.
     clips = TrainClips(
         train_tracks, labels, config.clips_per_track, network.config.clip_samples,
         Augment(config.gain_low, config.gain_high, config.noise_std, config.mix_prob, config.masks),
@@ -299,10 +294,11 @@ def fit(
     loader, train_loader, trainer = _loaders(clips, network, config, torch_device)
     model = GenreModel(model_name, network, labels, torch_device)
 
+    # Epochs: train, validate, save. Dropout and friends are seeded per epoch and per rank, so
+    # that each rank's clips get masks of their own and a resumed run draws what this one drew.
     history, best = state.history, state.best
     for epoch in range(state.start_epoch, config.epochs):
         began = time.perf_counter()
-        # One epoch: dropout and friends seeded per epoch and per rank, so each rank's clips get masks of their own.
         torch.manual_seed(epoch_seed(config.seed, epoch) * world + rank)
         clips.set_epoch(epoch)
         lr = learning_rate(config, epoch)
@@ -370,12 +366,25 @@ def save_epoch(out: Path, model_name: str, network: nn.Module, labels: list[str]
     write_text_atomic(out / "log.jsonl", "".join(json.dumps(h) + "\n" for h in history))
 
 
+def _restore_or_initialise(
+    network: GenreNetwork, out: Path, resume: bool, init_backbone: str | None, console,
+    model_name: str, labels: list[str], config: TrainConfig, split_keys: dict,
+) -> RunState:
+    """The state the run in `out` stopped in (with `resume`), else a new run's, from `network`."""
+    if resume and (out / "last.pt").exists():
+        state = _restore(out / "last.pt", model_name, labels, config, asdict(network.config), split_keys)
+        console.print(f"resuming {out} at epoch {state.start_epoch + 1}")
+        return state
+    _refuse_overwrite(out, resume, "continue it")
+    return RunState(network, _initialise_pretrained(network, init_backbone, console))
+
+
 def _refuse_overwrite(out: Path, resume: bool, again: str) -> None:
     if (out / "last.pt").exists() and not resume:
         raise MgcError(f"{out} already holds a run: pass --resume to {again}, or choose another --out")
 
 
-def _restore(last: Path, model_name: str, labels: list[str], config: TrainConfig, model_config, split_keys: dict) -> RunState:
+def _restore(last: Path, model_name: str, labels: list[str], config: TrainConfig, model_config: dict, split_keys: dict) -> RunState:
     """The state of the run in `last`, which must have been trained as this one is asked to be."""
     checkpoint = load_checkpoint(last)
     state = checkpoint["train"]
@@ -384,7 +393,7 @@ def _restore(last: Path, model_name: str, labels: list[str], config: TrainConfig
     # Settings added since a checkpoint was written take their defaults, which keep the old behaviour.
     if {**asdict(TrainConfig()), **state["config"], "epochs": config.epochs} != asdict(config):
         raise MgcError(f"{last}: was trained with other settings; resume with the same ones (only --epochs may change)")
-    if checkpoint["config"] != asdict(model_config):
+    if checkpoint["config"] != model_config:
         raise MgcError(f"{last}: was trained with other model settings (--set); resume with the same ones")
     if state["split"] != split_keys:
         raise MgcError(f"{last}: was trained on another train/valid split; cannot resume with this one")
@@ -492,48 +501,29 @@ def train(
     out_dir: Path,
     model_name: str = "ms-sincresnet",
     overrides: dict | None = None,
-    epochs: int = 100,
     split_file: Sequence[Path] = (),
     folds: int | None = None,
     fold: int | None = None,
     valid_fraction: float = 0.2,
-    batch_size: int | None = None,
-    clips_per_track: int | None = None,
-    optimizer: str | None = None,
-    lr: float | None = None,
-    warmup_epochs: int | None = None,
-    balance: str | None = None,
-    schedule: str | None = None,
-    label_smoothing: float | None = None,
-    mix_prob: float | None = None,
-    masks: int | None = None,
-    eval_hop_seconds: float | None = None,
-    seed: int | None = None,
-    workers: int | None = None,
     init_backbone: Path | None = None,
-    pretrained_lr_scale: float | None = None,
-    feature_hop_seconds: float | None = None,
     cache: Path | None = None,
     resume: bool = False,
     device: str = "auto",
     notify: Callable[[str], None] = quiet,
+    **settings,
 ) -> list[dict]:
     """`mgc train`: train the model `model_name` (with config `overrides`) on the datasets `data` into `out_dir`.
 
     Every dataset is decoded into its cache first (CACHE, default OUT/cache; CACHE-1, CACHE-2, ...
     for several) and split by its `split_file` (one per dataset, in order, or none), else by
-    `folds`/`fold`, its manifest or a stratified `valid_fraction`. A setting left None takes
-    TrainConfig's default. Under torchrun the ranks train as one run (see `distributed`), and
-    rank 0 alone decodes and notifies. Returns the per-epoch history.
+    `folds`/`fold`, its manifest or a stratified `valid_fraction`. `settings` are TrainConfig's
+    fields (epochs, batch_size, lr, ...); one left None takes its default. Under torchrun the
+    ranks train as one run (see `distributed`), and rank 0 alone decodes and notifies. Returns
+    the per-epoch history.
     """
     with torch.device("meta"):  # a wrong name, key or value fails now, not after decoding the data
         build(model_name, **(overrides or {}))
-    config = train_config(
-        epochs=epochs, batch_size=batch_size, clips_per_track=clips_per_track, optimizer=optimizer, lr=lr,
-        warmup_epochs=warmup_epochs, balance=balance, schedule=schedule, label_smoothing=label_smoothing,
-        mix_prob=mix_prob, masks=masks, eval_hop_seconds=eval_hop_seconds, seed=seed, workers=workers,
-        pretrained_lr_scale=pretrained_lr_scale, feature_hop_seconds=feature_hop_seconds,
-    )
+    config = train_config(**settings)
     pair_split_files(data, split_file)  # refused now if unpaired, missing or malformed, not after decoding the data
     check_output_folder(out_dir)
     with distributed.process_group(pick_device(device)):
@@ -558,29 +548,16 @@ def crossval(
     model_name: str = "ms-sincresnet",
     overrides: dict | None = None,
     folds: int = 10,
-    epochs: int = 100,
-    batch_size: int | None = None,
-    optimizer: str | None = None,
-    lr: float | None = None,
-    warmup_epochs: int | None = None,
-    balance: str | None = None,
-    schedule: str | None = None,
-    label_smoothing: float | None = None,
-    mix_prob: float | None = None,
-    masks: int | None = None,
-    seed: int | None = None,
     cache: Path | None = None,
     device: str = "auto",
     notify: Callable[[str], None] = quiet,
+    **settings,
 ) -> dict:
     """`mgc crossval`: `cross_validate` on every track of the datasets `data` (see `train`)."""
     if distributed.launched():  # every rank would run every fold into the same folder
         raise MgcError("crossval runs in one process; under torchrun train each fold: mgc train --folds K --fold I")
     make_config(model_name, **(overrides or {}))
-    config = train_config(
-        epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, warmup_epochs=warmup_epochs,
-        balance=balance, schedule=schedule, label_smoothing=label_smoothing, mix_prob=mix_prob, masks=masks, seed=seed,
-    )
+    config = train_config(**settings)
     check_output_folder(out_dir)
     datasets = load_datasets(data, (), cache_folders(data, cache, out_dir), notify)
     tracks = [track for dataset in datasets for track in dataset.tracks]
@@ -588,5 +565,5 @@ def crossval(
 
 
 def train_config(**settings) -> TrainConfig:
-    """A TrainConfig of the settings given; those that are None take their defaults."""
+    """A TrainConfig of the settings given; those that are None take their defaults (an unknown one is a TypeError)."""
     return TrainConfig(**{name: value for name, value in settings.items() if value is not None})
