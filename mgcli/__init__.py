@@ -1,8 +1,8 @@
 """mgcli: music genre classification from the command line.
 
-The library API is `load_model` and `classify`; `mgcli.cli` is a thin
-command-line layer over it. Torch is imported lazily so that `mgc --help`
-answers at once.
+The library API is `load_model` and `classify`, and one call per `mgc` command (see
+docs/architecture.md); `mgcli.cli` is a thin command-line layer over it. Torch is imported
+lazily so that `mgc --help` answers at once.
 """
 
 from __future__ import annotations
