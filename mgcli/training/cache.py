@@ -42,12 +42,13 @@ class CacheReport:
 
 
 def preprocess(
-    tracks: list[Track], out: str | Path, on_track: Callable[[Track], None] | None = None
+    tracks: list[Track], out: str | Path, on_track: Callable[[int, int], None] | None = None
 ) -> CacheReport:
     """Decode every track once into `out` (16 kHz int16 .npy + index.json); reuse what is there.
 
     Undecodable files are listed in the report and the index, never fatal. The index is
     rewritten atomically after every track, so an interrupted run loses nothing.
+    `on_track(done, total)` hears of every track as it is done.
     """
     out = Path(out)
     (out / "audio").mkdir(parents=True, exist_ok=True)
@@ -56,7 +57,7 @@ def preprocess(
     report = CacheReport(0, 0, [])
     entries: dict[str, dict] = {}
     failed: list[dict] = []
-    for track in tracks:
+    for done, track in enumerate(tracks, start=1):
         stamp = _source_stamp(track.path)
         entry = known.get(track.path)
         if entry and entry["stamp"] == stamp and (out / entry["cache_file"]).is_file():
@@ -68,7 +69,7 @@ def preprocess(
                 report.failed.append((track.path, str(error)))
                 failed.append({"path": track.path, "error": str(error)})
                 if on_track:
-                    on_track(track)
+                    on_track(done, len(tracks))
                 continue
             cache_file = f"audio/{hashlib.sha1(track.path.encode()).hexdigest()[:16]}.npy"
             save_npy_atomic(out / cache_file, _to_int16(wave))
@@ -78,7 +79,7 @@ def preprocess(
         # Until the run ends, keep the entries not yet revisited: they are still valid cache.
         _write_index(out, list({**known, **entries}.values()), failed)
         if on_track:
-            on_track(track)
+            on_track(done, len(tracks))
     _write_index(out, list(entries.values()), failed)
     return report
 

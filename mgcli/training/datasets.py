@@ -279,5 +279,4 @@ def preprocess_dataset(
     """
     check_output_folder(out_dir)
     tracks = find_tracks(data)
-    done = iter(range(1, len(tracks) + 1))
-    return preprocess(tracks, out_dir, on_track=(lambda _: on_track(next(done), len(tracks))) if on_track else None)
+    return preprocess(tracks, out_dir, on_track)
