@@ -35,14 +35,12 @@ def find_audio(paths: Iterable[str | Path]) -> list[Path]:
     return sorted(found.values())
 
 
-
 def parse_shard(text: str) -> tuple[int, int]:
     """"I/N" -> (I, N), with 0 <= I < N: shard I of N, numbered from 0 like job-array indices."""
     index, _, count = text.partition("/")
     if not (index.isdigit() and count.isdigit() and int(index) < int(count)):
         raise MgcError(f"--shard must be I/N with 0 <= I < N (e.g. 0/4 ... 3/4), got {text!r}")
     return int(index), int(count)
-
 
 
 def shard_files(files: list[Path], roots: Iterable[str | Path], index: int, count: int) -> list[Path]:

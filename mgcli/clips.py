@@ -22,14 +22,12 @@ def hop_samples(hop_seconds: float) -> int:
     return round(hop_seconds * SAMPLE_RATE)
 
 
-
 def clip_at(wave: np.ndarray, start: int, length: int = CLIP_SAMPLES) -> np.ndarray:
     """The `length` samples from `start`, zero-padded past the end (never wrapped round)."""
     clip = np.asarray(wave[start : start + length], dtype=np.float32)
     if len(clip) < length:
         clip = np.pad(clip, (0, length - len(clip)))
     return clip
-
 
 
 def iter_spans(
@@ -70,7 +68,6 @@ def iter_spans(
         n_left -= n
 
 
-
 def iter_clips(
     blocks: Iterable[np.ndarray], length: int = CLIP_SAMPLES, hop: int = CLIP_SAMPLES
 ) -> Iterator[np.ndarray]:
@@ -79,11 +76,9 @@ def iter_clips(
         yield clip
 
 
-
 def cut_clips(wave: np.ndarray, length: int = CLIP_SAMPLES, hop: int = CLIP_SAMPLES) -> np.ndarray:
     """All clips of a decoded track as a [n_clips, length] float32 array."""
     return np.stack(list(iter_clips([wave], length, hop)))
-
 
 
 def span_clips(span: np.ndarray, length: int, hop: int, n_clips: int) -> np.ndarray:

@@ -23,10 +23,8 @@ def write_atomic(path: str | Path, write: Callable[[Path], None]) -> None:
     os.replace(tmp, path)
 
 
-
 def write_text_atomic(path: str | Path, text: str) -> None:
     write_atomic(path, lambda tmp: tmp.write_text(text))
-
 
 
 def save_npy_atomic(path: str | Path, array: np.ndarray) -> None:
@@ -35,7 +33,6 @@ def save_npy_atomic(path: str | Path, array: np.ndarray) -> None:
             np.save(f, array)
 
     write_atomic(path, save)
-
 
 
 def check_output_folder(folder: str | Path) -> None:
@@ -52,7 +49,6 @@ def check_output_folder(folder: str | Path) -> None:
             pass
     except OSError as error:
         raise MgcError(f"{folder}: cannot write there ({error.strerror or error})") from None
-
 
 
 def check_output_file(path: str | Path) -> None:

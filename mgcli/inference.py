@@ -50,7 +50,6 @@ class GenreModel:
         return 16 if self.device.type == "cuda" else 4
 
 
-
 def pick_device(device: str = "auto") -> torch.device:
     """"auto" is CUDA when present, else the CPU."""
     if device == "auto":
@@ -60,7 +59,6 @@ def pick_device(device: str = "auto") -> torch.device:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise MgcError("CUDA was asked for but no CUDA device is available (use --device cpu)")
     return torch.device(device)
-
 
 
 def place(network: GenreNetwork, device: torch.device) -> GenreNetwork:
@@ -76,13 +74,11 @@ def place(network: GenreNetwork, device: torch.device) -> GenreNetwork:
     return network.to(device, memory_format=layout)
 
 
-
 def model_from_checkpoint(checkpoint: dict, device: torch.device, source: str = "checkpoint") -> GenreModel:
     """The classifier a checkpoint holds, on `device` and in eval mode."""
     network = network_from_checkpoint(checkpoint, source)
     place(network, device).eval()
     return GenreModel(checkpoint["model"], network, list(checkpoint["labels"]), device)
-
 
 
 def load_model(weights: str | Path | None = None, device: str = "auto") -> GenreModel:
@@ -99,7 +95,6 @@ def load_model(weights: str | Path | None = None, device: str = "auto") -> Genre
     return model
 
 
-
 def cpu_sample() -> tuple[float, float, float] | None:
     """(busy seconds of all cores, this process's CPU seconds, wall seconds) now; None where /proc/stat is absent."""
     try:
@@ -111,7 +106,6 @@ def cpu_sample() -> tuple[float, float, float] | None:
     idle = ticks[3] + ticks[4]  # idle + iowait
     times = os.times()
     return (sum(ticks[:8]) - idle) / tick, times.user + times.system, time.monotonic()
-
 
 
 def idle_cores(since: tuple[float, float, float] | None) -> int:
@@ -130,16 +124,13 @@ def idle_cores(since: tuple[float, float, float] | None) -> int:
     return max(1, min(cores, round(cores - others_busy)))
 
 
-
 AGGREGATIONS = ("mean_prob", "vote", "mean_logit")
-
 
 
 def clip_logits(model: GenreModel, clips: np.ndarray) -> np.ndarray:
     """Logits [n_clips, n_labels] of a batch of clips [n_clips, clip_samples] (mixed precision on CUDA)."""
     with _inference(model):
         return model.network(torch.tensor(clips, device=model.device)).float().cpu().numpy()
-
 
 
 def span_logits(model: GenreModel, span: np.ndarray, hop: int, n_clips: int) -> np.ndarray:
@@ -154,7 +145,6 @@ def span_logits(model: GenreModel, span: np.ndarray, hop: int, n_clips: int) -> 
         return model.network.span_logits(torch.from_numpy(span).to(model.device), hop, n_clips).float().cpu().numpy()
 
 
-
 def track_logits(
     model: GenreModel, blocks: Iterable[np.ndarray], hop: int, batch_size: int | None = None
 ) -> np.ndarray:
@@ -167,17 +157,14 @@ def track_logits(
     return np.concatenate(logits)
 
 
-
 def _has_fast_path(model: GenreModel) -> bool:
     return model.fast_path and model.network.has_fast_path
-
 
 
 @contextlib.contextmanager
 def _inference(model: GenreModel) -> Iterator[None]:
     with torch.inference_mode(), torch.autocast("cuda", torch.bfloat16, enabled=model.device.type == "cuda"):
         yield
-
 
 
 def aggregate(logits: np.ndarray, aggregation: str = "mean_prob") -> np.ndarray:
@@ -204,11 +191,9 @@ def check_aggregation(aggregation: str) -> None:
         raise MgcError(f"unknown aggregation {aggregation!r} (use {', '.join(AGGREGATIONS)})")
 
 
-
 def softmax(logits: np.ndarray) -> np.ndarray:
     z = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return z / z.sum(axis=-1, keepdims=True)
-
 
 
 @dataclass
@@ -222,7 +207,6 @@ class TrackResult:
     @property
     def clips(self) -> int:
         return 0 if self.clip_logits is None else len(self.clip_logits)
-
 
 
 def classify(
@@ -245,7 +229,6 @@ def classify(
     if result.error:
         raise AudioError(result.error)
     return result
-
 
 
 def classify_files(
@@ -366,7 +349,6 @@ def _decoded_ahead(
         stop.set()
 
 
-
 def _result(path: str, rows: list[np.ndarray], error: str, warning: str, aggregation: str) -> TrackResult:
     if error:
         return TrackResult(path, error=error)
@@ -374,11 +356,9 @@ def _result(path: str, rows: list[np.ndarray], error: str, warning: str, aggrega
     return TrackResult(path, aggregate(logits, aggregation), logits, warning=warning)
 
 
-
 def top_k(probabilities: np.ndarray, labels: list[str], k: int) -> list[tuple[str, float]]:
     order = np.argsort(-probabilities)[:k]
     return [(labels[i], float(probabilities[i])) for i in order]
-
 
 
 def timeline(clip_logits: np.ndarray, labels: list[str], hop_seconds: float, clip_seconds: float) -> list[dict]:

@@ -16,7 +16,6 @@ from .inference import GenreModel, TrackResult, classify_files, load_model, top_
 DEFAULT_TAGGER = WEIGHTS_DIR / "musicnn-msd.pt"  # musicnn's Million Song Dataset tagger; musicnn-mtt.pt: MagnaTagATune's
 
 
-
 def load_tagger(weights: str | Path | None = None, device: str = "auto") -> GenreModel:
     """A tagger from its checkpoint (default: DEFAULT_TAGGER); a genre classifier is refused,
     since a sigmoid of its logits would look like tags and mean nothing."""
@@ -27,14 +26,12 @@ def load_tagger(weights: str | Path | None = None, device: str = "auto") -> Genr
     return model
 
 
-
 def tag_probabilities(clip_logits: np.ndarray) -> np.ndarray:
     """A track's tag probabilities as musicnn gives them: each clip's sigmoid, averaged over the clips.
 
     Tags are not exclusive (a track is rock, guitar and male vocals at once), hence no softmax.
     """
     return (0.5 * (1.0 + np.tanh(0.5 * clip_logits))).mean(axis=0)  # the sigmoid, without exp's overflow
-
 
 
 def tag_files(
@@ -46,7 +43,6 @@ def tag_files(
     """`classify_files` for a tagger: each result's probabilities are its `tag_probabilities`."""
     for result in classify_files(model, paths, hop_seconds, "mean_prob", batch_size):
         yield result if result.error else replace(result, probabilities=tag_probabilities(result.clip_logits))
-
 
 
 def tag(

@@ -73,7 +73,6 @@ class CsvWriter:
         self.file.close()
 
 
-
 class TimelineCsvWriter:
     """Rows `path,start,end,genre,probability,<one column per label>`: one per clip of every tagged file.
 
@@ -102,7 +101,6 @@ class TimelineCsvWriter:
         self.file.close()
 
 
-
 def result_dict(result: TrackResult, labels: list[str], k: int, timeline: list[dict] | None = None) -> dict:
     """A result as JSON; its clips' `timeline` (inference.timeline), when given, goes under "timeline"."""
     if result.probabilities is None:
@@ -123,7 +121,6 @@ def result_dict(result: TrackResult, labels: list[str], k: int, timeline: list[d
     return record
 
 
-
 def tags_dict(result: TrackResult, labels: list[str]) -> dict:
     """A `tag_files` result as JSON: every tag's probability, most probable first."""
     if result.probabilities is None:
@@ -133,7 +130,6 @@ def tags_dict(result: TrackResult, labels: list[str]) -> dict:
     if result.warning:
         record["warning"] = result.warning
     return record
-
 
 
 def write_json(path: str | Path, records: list[dict]) -> None:

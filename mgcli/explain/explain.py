@@ -36,12 +36,10 @@ def image_inputs(model: GenreModel) -> list[ImageInput]:
     return inputs
 
 
-
 def _models_with_image_inputs() -> list[str]:
     """The registry's models that have a 2D input, in registry order."""
     with torch.device("meta"):  # shapes only: no memory, no initialisation cost
         return [name for name in MODELS if build(name).image_inputs()]
-
 
 
 @dataclass
@@ -54,7 +52,6 @@ class InputExplanation:
     integrated_gradients: np.ndarray  # [H, n_clips * W], summed over channels: > 0 speaks for the genre
 
 
-
 @dataclass
 class Explanation:
     path: str
@@ -63,7 +60,6 @@ class Explanation:
     clip_seconds: float
     timeline: list[dict]  # inference.timeline of the back-to-back clips: each clip's genre probabilities
     inputs: list[InputExplanation]
-
 
 
 def explain_file(model: GenreModel, path: str | Path, label: str | None = None, steps: int = 16) -> Explanation:
@@ -94,7 +90,6 @@ def explain_file(model: GenreModel, path: str | Path, label: str | None = None, 
     return Explanation(str(path), model.labels[target], model.labels, clip_seconds, clips, explained)
 
 
-
 def _explain_clip(
     network: nn.Module, inputs: list[ImageInput], clip: Tensor, target: int, steps: int
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -117,13 +112,11 @@ def _explain_clip(
     ]
 
 
-
 def _grad_cam(features: Tensor, gradients: Tensor, size: torch.Size) -> Tensor:
     """ReLU of the feature maps [C, h, w] weighted by their mean gradients, upsampled to the image's [H, W]."""
     weights = gradients.mean(dim=(1, 2), keepdim=True)
     cam = F.relu((weights * features).sum(dim=0))
     return F.interpolate(cam[None, None], size=tuple(size), mode="bilinear", align_corners=False)[0, 0]
-
 
 
 def _integrated_gradients(
@@ -140,7 +133,6 @@ def _integrated_gradients(
         total = network(clip[None])[:, target].sum()
     gradients = torch.autograd.grad(total, list(paths.values()))
     return [(image * gradient.mean(dim=0)).sum(dim=0) for image, gradient in zip(images, gradients)]
-
 
 
 @contextlib.contextmanager

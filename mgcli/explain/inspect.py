@@ -29,13 +29,10 @@ from .plot import draw_sinc_cutoffs, draw_sinc_responses, draw_spectrograms, req
 
 # The hand-made spectrograms of `clip_spectrograms`: the paper's mel settings (window 512, hop 128 at 16 kHz).
 N_FFT = 512
-
 HOP_LENGTH = 128
 
 N_MELS = 128
-
 HPSS_KERNEL = 17  # median filter length, in frames and in bins (Fitzgerald's choice)
-
 
 
 @dataclass
@@ -51,7 +48,6 @@ class SincFilters:
     taps: np.ndarray  # [K, L] impulse responses
     response_hz: np.ndarray  # [n_freqs]
     response_db: np.ndarray  # [K, n_freqs] magnitude responses, 20 log10 |H|; the passband is near 0 dB
-
 
 
 def sinc_filters(network: nn.Module, n_fft: int = 4096) -> list[SincFilters]:
@@ -83,7 +79,6 @@ def sinc_filters(network: nn.Module, n_fft: int = 4096) -> list[SincFilters]:
     return banks
 
 
-
 @dataclass
 class ClipSpectrograms:
     """One clip seen by the network's sinc front end and by four hand-made spectrograms (log power)."""
@@ -97,7 +92,6 @@ class ClipSpectrograms:
     linear: np.ndarray  # [N_FFT // 2 + 1, frames]
     harmonic: np.ndarray  # [N_FFT // 2 + 1, frames]
     percussive: np.ndarray  # [N_FFT // 2 + 1, frames]
-
 
 
 def clip_spectrograms(model: GenreModel, path: str | Path, start: float | None = None) -> ClipSpectrograms:
@@ -130,11 +124,9 @@ def clip_spectrograms(model: GenreModel, path: str | Path, start: float | None =
     )
 
 
-
 def _log_power(magnitude: Tensor) -> np.ndarray:
     """Natural log of the power, floored as LogMel floors the mel power."""
     return torch.log(magnitude**2 + LOG_FLOOR).numpy()
-
 
 
 def hpss(magnitude: Tensor, kernel: int = HPSS_KERNEL, power: float = 2.0) -> tuple[Tensor, Tensor]:
@@ -150,7 +142,6 @@ def hpss(magnitude: Tensor, kernel: int = HPSS_KERNEL, power: float = 2.0) -> tu
     h, p = harmonic**power, percussive**power
     total = (h + p).clamp_min(1e-12)
     return magnitude * h / total, magnitude * p / total
-
 
 
 def _median_filter(x: Tensor, size: int, dim: int) -> Tensor:

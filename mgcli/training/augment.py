@@ -17,7 +17,6 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return seed * 1_000_003 + epoch
 
 
-
 @dataclass
 class Augment:
     """Training augmentation: the paper's gain and noise, plus what helps on small data.
@@ -43,11 +42,8 @@ class Augment:
     masks: int = 0
 
 
-
 MAX_TIME_MASK = 0.1  # of the clip's length
-
 MAX_FREQ_MASK = 0.1  # of the mel range from 0 Hz to Nyquist
-
 
 
 def mask_clip(clip: np.ndarray, masks: int, rng: np.random.Generator) -> np.ndarray:
@@ -66,7 +62,6 @@ def mask_clip(clip: np.ndarray, masks: int, rng: np.random.Generator) -> np.ndar
         start = int(rng.integers(0, n - width + 1))
         clip[start : start + width] = 0.0
     return clip
-
 
 
 class TrainClips:

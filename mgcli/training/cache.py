@@ -22,7 +22,6 @@ from ..files import save_npy_atomic, write_text_atomic
 CACHE_FORMAT = "mgcli-cache-1"
 
 
-
 @dataclass(frozen=True)
 class Track:
     key: str  # path relative to the dataset root, in POSIX form: what split files name
@@ -32,13 +31,11 @@ class Track:
     cache_file: str = ""  # the decoded 16 kHz int16 .npy, once preprocessed
 
 
-
 @dataclass
 class CacheReport:
     cached: int  # newly decoded
     reused: int  # already in the cache and unchanged
     failed: list[tuple[str, str]]  # (path, error)
-
 
 
 def preprocess(
@@ -84,7 +81,6 @@ def preprocess(
     return report
 
 
-
 def read_cache(cache: str | Path) -> list[Track]:
     """The tracks of a cache folder, each pointing at its decoded audio."""
     cache = Path(cache)
@@ -95,13 +91,11 @@ def read_cache(cache: str | Path) -> list[Track]:
     ]
 
 
-
 def load_wave(track: Track) -> np.ndarray:
     """A track's 16 kHz mono audio: memory-mapped from the cache when it is cached."""
     if track.cache_file:
         return np.load(track.cache_file, mmap_mode="r")
     return load(track.path)
-
 
 
 def to_float(samples: np.ndarray) -> np.ndarray:
@@ -111,16 +105,13 @@ def to_float(samples: np.ndarray) -> np.ndarray:
     return np.asarray(samples, dtype=np.float32)
 
 
-
 def _to_int16(wave: np.ndarray) -> np.ndarray:
     return (np.clip(wave, -1.0, 32767 / 32768) * 32768.0).round().astype(np.int16)
-
 
 
 def _source_stamp(path: str) -> list[int]:
     stat = os.stat(path)
     return [stat.st_size, stat.st_mtime_ns]
-
 
 
 def _read_index(cache: Path) -> dict:
@@ -134,7 +125,6 @@ def _read_index(cache: Path) -> dict:
     if index.get("format") != CACHE_FORMAT or index.get("sample_rate") != SAMPLE_RATE:
         raise MgcError(f"{path}: not an mgcli cache (or from another version); preprocess again")
     return index
-
 
 
 def _write_index(cache: Path, entries: list[dict], failed: list[dict]) -> None:

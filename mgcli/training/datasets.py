@@ -22,7 +22,6 @@ from .cache import CacheReport, Track, preprocess, read_cache
 SPLITS = ("train", "valid", "test")
 
 
-
 def find_tracks(data: str | Path) -> list[Track]:
     """The labelled tracks of a dataset folder, a CSV manifest or a cache folder."""
     data = Path(data)
@@ -39,7 +38,6 @@ def find_tracks(data: str | Path) -> list[Track]:
     if not tracks:
         raise MgcError(f"{data}: no audio found in genre folders (expected DATA/<genre>/<file>.wav)")
     return tracks
-
 
 
 def _read_manifest(manifest: Path) -> list[Track]:
@@ -60,10 +58,8 @@ def _read_manifest(manifest: Path) -> list[Track]:
     return tracks
 
 
-
 def labels_of(tracks: Iterable[Track]) -> list[str]:
     return sorted({t.label for t in tracks})
-
 
 
 def read_split_file(split_file: str | Path) -> dict[str, str]:
@@ -75,7 +71,6 @@ def read_split_file(split_file: str | Path) -> dict[str, str]:
     if not rows or not {"path", "split"} <= set(rows[0]):
         raise MgcError(f"{split_file}: a split file needs columns path,split")
     return {row["path"]: (row["split"] or "").strip() for row in rows}  # csv gives None for a short row
-
 
 
 def apply_split_file(tracks: list[Track], split_file: str | Path) -> list[Track]:
@@ -96,7 +91,6 @@ def apply_split_file(tracks: list[Track], split_file: str | Path) -> list[Track]
     return assigned
 
 
-
 def absent_from_split_file(tracks: list[Track], split_file: str | Path, splits: Iterable[str]) -> list[str]:
     """The paths a split file names for `splits` that match none of the tracks (by path, or by file stem)."""
     keys = {t.key for t in tracks}
@@ -106,7 +100,6 @@ def absent_from_split_file(tracks: list[Track], split_file: str | Path, splits: 
         path for path, split in read_split_file(split_file).items()
         if split in wanted and path not in keys and Path(path).stem not in stems
     ]
-
 
 
 def stratified_folds(labels: list[str], k: int, seed: int = 0) -> list[int]:
@@ -122,7 +115,6 @@ def stratified_folds(labels: list[str], k: int, seed: int = 0) -> list[int]:
             folds[i] = next_fold % k
             next_fold += 1
     return folds
-
 
 
 def split_tracks(
@@ -153,16 +145,13 @@ def split_tracks(
     return {name: [t for t in tracks if t.split == name] for name in SPLITS}
 
 
-
 def class_counts(tracks: Iterable[Track], labels: list[str]) -> list[int]:
     counts = Counter(t.label for t in tracks)
     return [counts.get(label, 0) for label in labels]
 
 
-
 def describe_counts(tracks: list[Track], labels: list[str]) -> str:
     return ", ".join(f"{label} {n}" for label, n in zip(labels, class_counts(tracks, labels)))
-
 
 
 @dataclass
@@ -173,7 +162,6 @@ class Dataset:
     tracks: list[Track]  # all of them, splits not yet applied
     split_file: Path | None = None  # this dataset's splits; None: the command's other rule (folds, fraction, manifest)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, error) that could not be decoded into the cache
-
 
 
 def pair_split_files(sources: Sequence[Path], split_files: Sequence[Path]) -> list[Path | None]:
@@ -190,14 +178,12 @@ def pair_split_files(sources: Sequence[Path], split_files: Sequence[Path]) -> li
     return list(split_files) or [None] * len(sources)
 
 
-
 def cache_folders(sources: Sequence[Path], cache: Path | None, out_dir: Path) -> list[Path]:
     """Where each dataset is decoded: CACHE (default OUT/cache) for one dataset; CACHE-1, CACHE-2, ... for several."""
     cache = cache or out_dir / "cache"
     if len(sources) == 1:
         return [cache]
     return [Path(f"{cache}-{n}") for n in range(1, len(sources) + 1)]
-
 
 
 def load_datasets(
@@ -237,13 +223,11 @@ def load_datasets(
     return datasets
 
 
-
 def split_datasets(datasets: list[Dataset], **rule) -> dict[str, list[Track]]:
     """{"train", "valid", "test"} -> the tracks of every dataset, each dataset split by its own
     split file, else by `rule` (`split_tracks`' folds, fold, valid_fraction and seed)."""
     parts = [split_tracks(d.tracks, split_file=d.split_file, **rule) for d in datasets]
     return {name: [t for part in parts for t in part[name]] for name in SPLITS}
-
 
 
 def tracks_in_split(dataset: Dataset, split: str) -> list[Track]:
