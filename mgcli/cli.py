@@ -28,6 +28,8 @@ err = Console(stderr=True, soft_wrap=True, markup=False)
 Device = Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")]
 Hop = Annotated[float, typer.Option("--hop", help="Seconds between clip starts (paper: 0.5; default: back-to-back 3-s clips).")]
 Aggregate = Annotated[str, typer.Option("--aggregate", help="Clips to track: mean_prob, vote (paper) or mean_logit.")]
+AudioPaths = Annotated[list[Path], typer.Argument(help="Audio files and/or folders (searched recursively).")]
+ClipsPerPass = Annotated[Optional[int], typer.Option(min=1, help="Clips per forward pass (default: 4 on the CPU, 16 on CUDA).")]
 Data = Annotated[list[Path], typer.Option(help="Dataset folder, CSV manifest or preprocess cache; repeat for several datasets as one.")]
 SplitFiles = Annotated[list[Path], typer.Option("--split-file", help="CSV with path,split columns (train/valid/test): one per --data, in order, or none.")]
 ModelName = Annotated[str, typer.Option("--model", help="Model name (see `mgc models`).")]
@@ -101,14 +103,14 @@ def _root(
 
 @app.command()
 def predict(
-    paths: Annotated[list[Path], typer.Argument(help="Audio files and/or folders (searched recursively).")],
+    paths: AudioPaths,
     weights: Annotated[Optional[Path], typer.Option(help="Checkpoint to use (default: the shipped weights).")] = None,
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="Genres to show per file.")] = 3,
     csv: Annotated[Optional[Path], typer.Option(help="Write one row per file: path,genre,probability,<labels>,error.")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the results as JSON.")] = None,
     hop_seconds: Hop = DEFAULT_HOP_SECONDS,
     aggregation: Aggregate = "mean_prob",
-    batch_size: Annotated[Optional[int], typer.Option(min=1, help="Clips per forward pass (default: 4 on the CPU, 16 on CUDA).")] = None,
+    batch_size: ClipsPerPass = None,
     skip_existing: Annotated[bool, typer.Option(help="Resume --csv: keep its finished rows and skip those files.")] = False,
     shard: Annotated[Optional[str], typer.Option(metavar="I/N", help="Tag only shard I of N (0 <= I < N): a stable share of the files, for N machines or a job array.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --csv or --timeline-csv file.")] = False,
@@ -170,14 +172,14 @@ def predict(
 
 @app.command()
 def tags(
-    paths: Annotated[list[Path], typer.Argument(help="Audio files and/or folders (searched recursively).")],
+    paths: AudioPaths,
     weights: Annotated[Optional[Path], typer.Option(help="Tagger checkpoint (default: musicnn's Million Song Dataset tagger, weights/musicnn-msd.pt; weights/musicnn-mtt.pt is its MagnaTagATune one).")] = None,
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="Tags to show per file.")] = 10,
     csv: Annotated[Optional[Path], typer.Option(help="Write one row per file: path,tag,probability,<tags>,error,warning.")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write every tag's probability as JSON.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing --csv file.")] = False,
     hop_seconds: Hop = DEFAULT_HOP_SECONDS,
-    batch_size: Annotated[Optional[int], typer.Option(min=1, help="Clips per forward pass (default: 4 on the CPU, 16 on CUDA).")] = None,
+    batch_size: ClipsPerPass = None,
     device: Device = "auto",
 ) -> None:
     """musicnn's tags (genre, mood, era, instruments) with their probabilities: sigmoid per 3-s clip, mean over the track."""
