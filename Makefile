@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: predict test
+.PHONY: predict test onnx
 
 $(BIN)/mgc: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,3 +17,8 @@ predict: $(BIN)/mgc
 
 test: $(BIN)/mgc
 	$(BIN)/python -m pytest -q
+
+# The shipped weights' ONNX twins, exported from their .pt checkpoints (after any change to one:
+# tests/test_onnx_engine.py fails while a twin is stale). Needs the exporter: pip install -e ".[onnx]".
+onnx: $(BIN)/mgc
+	for checkpoint in weights/*.pt; do $(BIN)/mgc export "$$checkpoint" --format onnx --out "$${checkpoint%.pt}.onnx" || exit 1; done

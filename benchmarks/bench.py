@@ -6,9 +6,11 @@
     python benchmarks/bench.py --quick                  # tiny model, short audio: seconds (the tests run this)
 
 Per model it times `predict` end to end (decode + resample + clips + model + aggregation) on a
-30-s WAV and a 4-min MP3, folder tagging, and training steps; beside each fast path it times
-the naive reference in the same run and prints the ratio and the largest output difference.
-Then start-up time, preprocess throughput and the peak memory of predicting a one-hour file.
+30-s WAV and a 4-min MP3, folder tagging, and training steps, in this process on the PyTorch
+engine; beside each fast path it times the naive reference in the same run and prints the
+ratio and the largest output difference. Then the two engines of `mgc predict` as a user runs
+it, whole processes timed in paired rounds (on the CPU), start-up time, preprocess throughput
+and the peak memory of predicting a one-hour file.
 Times are medians of `--repeats` runs after one warm-up run; audio is generated (tones, noise,
 clicks), so the figures do not depend on the data at hand.
 """
@@ -33,9 +35,10 @@ import torch
 
 from mgcli.audio import CLIP_SAMPLES, SAMPLE_RATE, load
 from mgcli.clips import hop_samples
-from mgcli.inference import GenreModel, classify, classify_files, load_model, pick_device, place, track_logits
+from mgcli.inference import classify, classify_files, load_model, track_logits
 from mgcli.models import build, count_parameters
 from mgcli.models.sincresnet import SincResNet
+from mgcli.torch_engine import GenreModel, pick_device, place
 from mgcli.training.augment import Augment, TrainClips
 from mgcli.training.cache import preprocess
 from mgcli.training.datasets import find_tracks
@@ -88,7 +91,7 @@ def open_model(spec: str, device: torch.device, quick: bool) -> GenreModel:
         network = build("ms-sincresnet", n_classes=len(GENRES), **QUICK_MODEL)
         return GenreModel("ms-sincresnet (tiny)", place(network, device).eval(), GENRES, device)
     if spec == "default" or spec.endswith(".pt"):
-        return load_model(None if spec == "default" else spec, str(device))
+        return load_model(None if spec == "default" else spec, str(device), engine="torch")
     network = build(spec, n_classes=len(GENRES))
     return GenreModel(spec, place(network, device).eval(), GENRES, device)
 
@@ -184,6 +187,76 @@ def train_clips_per_second(model: GenreModel, repeats: int) -> float:
     return 16 / seconds
 
 
+def paired_seconds(commands: dict[str, list[str]], rounds: int) -> dict[str, float]:
+    """Median wall time of each command, run one after the other in `rounds` rounds after a warm-up round.
+
+    Paired: a slow moment of the machine (another program, the disk cache) hits every command
+    of its round, so the ratios between them hold better than the times themselves.
+    """
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for round_ in range(rounds + 1):
+        for name, argv in commands.items():
+            began = time.perf_counter()
+            subprocess.run(argv, capture_output=True, check=True)
+            if round_:
+                times[name].append(time.perf_counter() - began)
+    return {name: statistics.median(seconds) for name, seconds in times.items()}
+
+
+def engine_rows(files: dict, repeats: int, quick: bool) -> list[tuple[str, str]]:
+    """`mgc predict` with the shipped default on each engine, whole processes as a user runs them, and in process."""
+    mgc = [sys.executable, "-m", "mgcli"]
+    one = str(files["30s"])
+    commands = {
+        "import torch": [sys.executable, "-c", "import torch"],
+        "onnx": [*mgc, "predict", one, "--device", "cpu"],
+        "torch": [*mgc, "predict", one, "--device", "cpu", "--engine", "torch"],
+    }
+    if not quick:
+        folder, long = [str(path) for path in files["folder"]], str(files["4min"])
+        commands.update({
+            "tags": [*mgc, "tags", one, "--device", "cpu"],
+            "folder onnx": [*mgc, "predict", *folder, "--device", "cpu"],
+            "folder torch": [*mgc, "predict", *folder, "--device", "cpu", "--engine", "torch"],
+            "long onnx": [*mgc, "predict", long, "--device", "cpu"],
+            "long torch": [*mgc, "predict", long, "--device", "cpu", "--engine", "torch"],
+        })
+    t = paired_seconds(commands, repeats)
+    short = files["short_label"]
+    rows = [
+        ("`python -c \"import torch\"`", f"{t['import torch']:.2f} s"),
+        (f"`mgc predict` {short} WAV, onnx engine (the default on the CPU)", f"{t['onnx']:.2f} s"),
+        ("  ratio to importing torch", f"{t['onnx'] / t['import torch']:.2f}x"),
+        (f"`mgc predict` {short} WAV, `--engine torch`", f"{t['torch']:.2f} s"),
+        ("  ratio to importing torch", f"{t['torch'] / t['import torch']:.2f}x"),
+    ]
+    if quick:
+        return rows
+    with busy_core():
+        loaded = paired_seconds({"onnx": commands["onnx"]}, repeats)["onnx"]
+    n = len(files["folder"])
+    onnx_model, torch_model = load_model(None, "cpu", engine="onnx"), load_model(None, "cpu", engine="torch")
+    per_track = {
+        engine: timed(lambda: list(classify_files(model, files["folder"])), repeats)[0] / n
+        for engine, model in (("onnx", onnx_model), ("torch", torch_model))
+    }
+    return rows + [
+        ("  onnx, one other core busy (a spinning process)", f"{loaded:.2f} s"),
+        ("  ratio to idle", f"{loaded / t['onnx']:.2f}x"),
+        (f"`mgc tags` {short} WAV, onnx engine", f"{t['tags']:.2f} s"),
+        ("  ratio to `mgc predict`", f"{t['tags'] / t['onnx']:.2f}x"),
+        (f"`mgc predict` {n} {short} MP3s in one call, onnx engine", f"{t['folder onnx']:.2f} s"),
+        ("  `--engine torch`", f"{t['folder torch']:.2f} s"),
+        ("  ratio torch / onnx", f"{t['folder torch'] / t['folder onnx']:.2f}x"),
+        ("  in process, model loaded: onnx per track", f"{per_track['onnx']:.3f} s"),
+        ("  in process, model loaded: torch per track", f"{per_track['torch']:.3f} s"),
+        ("  ratio onnx / torch", f"{per_track['onnx'] / per_track['torch']:.2f}x"),
+        (f"`mgc predict` {files['long_label']} MP3, onnx engine", f"{t['long onnx']:.2f} s"),
+        ("  `--engine torch`", f"{t['long torch']:.2f} s"),
+        ("  ratio torch / onnx", f"{t['long torch'] / t['long onnx']:.2f}x"),
+    ]
+
+
 def startup_rows() -> list[tuple[str, str]]:
     rows = []
     for label, argv in [("`mgc --help`", ["--help"]), ("`mgc predict` (argument error)", ["predict"])]:
@@ -210,7 +283,7 @@ def peak_memory_rows(spec: str, device: str, path: Path, quick: bool, label: str
         "import sys\n"
         "sys.path.insert(0, sys.argv[1])\n"
         "from bench import open_model\n"
-        "from mgcli.inference import pick_device\n"
+        "from mgcli.torch_engine import pick_device\n"
         "from mgcli.inference import classify\n"
         "def peak():\n"
         "    lines = open('/proc/self/status').read().splitlines()\n"
@@ -256,7 +329,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--hop", type=float, default=3.0, help="predict's hop in seconds (default 3)")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--folder-size", type=int, default=8)
+    parser.add_argument("--folder-size", type=int, default=10)
     parser.add_argument("--quick", action="store_true", help="tiny model, short audio, one repeat")
     parser.add_argument("--audio-dir", type=Path, help="write the generated audio here and keep it (for musicnn_tf_speed.py)")
     args = parser.parse_args()
@@ -293,6 +366,9 @@ def main() -> None:
         for spec in args.models:
             model = open_model(spec, device, args.quick)
             print_table(f"{model.name} ({spec})", bench_model(model, spec, files, args))
+        if device.type == "cpu":
+            print_table(f"the shipped default, whole processes ({args.repeats} paired rounds)",
+                        engine_rows(files, args.repeats, args.quick))
         print_table("the tool", [
             *startup_rows(),
             preprocess_row(files["folder"], files["short_label"], workdir),

@@ -24,7 +24,8 @@ from pathlib import Path
 import torch
 from bench import timed
 
-from mgcli.inference import GenreModel, classify, load_model
+from mgcli.inference import classify, load_model
+from mgcli.torch_engine import GenreModel
 from mgcli.training.datasets import find_tracks, split_tracks
 from mgcli.training.evaluate import evaluate_tracks
 
@@ -113,7 +114,7 @@ def main() -> None:
         print(runs_markdown(args.runs))
         return
     torch.manual_seed(0)
-    model = load_model(args.weights, "cpu")
+    model = load_model(args.weights, "cpu", engine="torch")
     print(figures_markdown(valid_reports(model), model.labels))
     seconds, _ = timed(lambda: classify(model, SPEED_TRACK), 5)
     print(f"\nCPU: {seconds:.3f} s to classify `{SPEED_TRACK.name}` (30 s: decode, resample, 10 clips, "

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from mgcli.checkpoint import load_checkpoint
-from mgcli.inference import model_from_checkpoint
+from mgcli.torch_engine import model_from_checkpoint
 from mgcli.training.cache import read_cache
 from mgcli.training.datasets import apply_split_file, labels_of
 from mgcli.training.evaluate import evaluate_datasets

@@ -88,7 +88,7 @@ def median_ms(run, repeats: int = 20) -> float:
 
 
 def export_part(args) -> None:
-    model = load_model(args.weights, "cpu")
+    model = load_model(args.weights, "cpu", engine="torch")
     clips = torch.randn(4, model.clip_samples, generator=torch.Generator().manual_seed(0))
     with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():
         reference = model.network(clips)

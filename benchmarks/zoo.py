@@ -33,7 +33,8 @@ import torch
 from bench import SOURCE_RATE, music_like, timed
 from torch.utils.flop_counter import FlopCounterMode
 
-from mgcli.inference import GenreModel, classify, load_model
+from mgcli.inference import classify, load_model
+from mgcli.torch_engine import GenreModel
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "zoo-results.json"
@@ -87,7 +88,7 @@ def retime(rows: list, cache: Path, track: Path, results: dict[str, dict]) -> No
             log = (Path(scratch) / run / "log.jsonl").read_text().splitlines()
             results[run].update(
                 epoch_seconds=json.loads(log[0])["seconds"], epoch_seconds_timed_alone=True,
-                predict_30s_seconds=predict_seconds(load_model(Path(scratch) / run / "best.pt", "cpu"), track),
+                predict_30s_seconds=predict_seconds(load_model(Path(scratch) / run / "best.pt", "cpu", engine="torch"), track),
             )
             save(results)
 
@@ -100,7 +101,7 @@ def predict_seconds(model: GenreModel, track: Path) -> float:
 def measure(run: str, paper: str, out: Path, track: Path) -> dict:
     log = [json.loads(line) for line in (out / run / "log.jsonl").read_text().splitlines() if line.strip()]
     best = max(log, key=lambda m: (m["valid_macro_recall"], m["valid_track_accuracy"], -m["valid_loss"]))
-    model = load_model(out / run / "best.pt", "cpu")
+    model = load_model(out / run / "best.pt", "cpu", engine="torch")
     with FlopCounterMode(display=False) as counter, torch.inference_mode():
         model.network(torch.zeros(1, model.clip_samples))
     return {

@@ -2,7 +2,8 @@
 
 The library API is `load_model` and `classify`, and one call per `mgc` command (see
 docs/architecture.md); `mgcli.cli` is a thin command-line layer over it. Torch is imported
-lazily so that `mgc --help` answers at once.
+only by what needs it (training, the PyTorch engine), so that `mgc --help` answers at once and
+`mgc predict` on the CPU, which runs onnxruntime, never waits for it.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def quiet(message: str) -> None:
 
 
 def __getattr__(name: str):
-    """`mgcli.load_model` and `mgcli.classify`, imported on first use (they need torch)."""
+    """`mgcli.load_model` and `mgcli.classify`, imported on first use."""
     if name == "load_model":
         from .inference import load_model
 

@@ -27,10 +27,6 @@ from .models import build
 from .models.musicnn import ensemble_of
 
 FORMAT = "mgcli-checkpoint-1"
-# Installed, the shipped weights are package data in mgcli/weights/; in a source checkout
-# (or an editable install) they sit in weights/ beside the package.
-_PACKAGE = Path(__file__).resolve().parent
-WEIGHTS_DIR = next((d for d in (_PACKAGE / "weights", _PACKAGE.parent / "weights") if d.is_dir()), _PACKAGE / "weights")
 
 
 def make_checkpoint(name: str, network: nn.Module, labels: list[str], train: dict | None = None) -> dict:
@@ -111,13 +107,6 @@ def ensemble_checkpoint(paths: list[str | Path]) -> dict:
             raise MgcError(f"{path}: its labels differ from {paths[0]}'s")
     networks = [network_from_checkpoint(c, str(p)) for c, p in zip(checkpoints, paths)]
     return make_checkpoint("musicnn-ensemble", ensemble_of(networks), labels)
-
-
-def default_weights() -> Path:
-    path = WEIGHTS_DIR / "default.pt"
-    if not path.is_file():
-        raise MgcError(f"no shipped weights at {path}: pass --weights CKPT (make one with `mgc train`)")
-    return path
 
 
 def ensemble(members: list[str | Path], out_file: str | Path) -> dict:

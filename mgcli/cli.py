@@ -26,6 +26,7 @@ out = Console(soft_wrap=True, markup=False)
 err = Console(stderr=True, soft_wrap=True, markup=False)
 
 Device = Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")]
+Engine = Annotated[str, typer.Option(help="auto (onnxruntime on the CPU when the weights have an ONNX file, else PyTorch), onnx or torch.")]
 Hop = Annotated[float, typer.Option("--hop", help="Seconds between clip starts (paper: 0.5; default: back-to-back 3-s clips).")]
 Aggregate = Annotated[str, typer.Option("--aggregate", help="Clips to track: mean_prob, vote (paper) or mean_logit.")]
 AudioPaths = Annotated[list[Path], typer.Argument(help="Audio files and/or folders (searched recursively).")]
@@ -104,7 +105,7 @@ def _root(
 @app.command()
 def predict(
     paths: AudioPaths,
-    weights: Annotated[Optional[Path], typer.Option(help="Checkpoint to use (default: the shipped weights).")] = None,
+    weights: Annotated[Optional[Path], typer.Option(help="Checkpoint (.pt) or exported ONNX file to use (default: the shipped weights).")] = None,
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="Genres to show per file.")] = 3,
     csv: Annotated[Optional[Path], typer.Option(help="Write one row per file: path,genre,probability,<labels>,error.")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the results as JSON.")] = None,
@@ -118,6 +119,7 @@ def predict(
     timeline_csv: Annotated[Optional[Path], typer.Option(help="Write one row per clip: path,start,end,genre,probability,<labels>.")] = None,
     timeline_png: Annotated[Optional[Path], typer.Option(help=f"Draw one file's clips as a {TIMELINE_PIXELS[0]} x {TIMELINE_PIXELS[1]} PNG strip (needs mgcli\\[plot]).")] = None,
     device: Device = "auto",
+    engine: Engine = "auto",
 ) -> None:
     """Tag audio files with their genre."""
     options = dict(locals())  # the parameters, named as the library call's keywords
@@ -181,6 +183,7 @@ def tags(
     hop_seconds: Hop = DEFAULT_HOP_SECONDS,
     batch_size: ClipsPerPass = None,
     device: Device = "auto",
+    engine: Engine = "auto",
 ) -> None:
     """musicnn's tags (genre, mood, era, instruments) with their probabilities: sigmoid per 3-s clip, mean over the track."""
     options = dict(locals())  # the parameters, named as the library call's keywords

@@ -4,7 +4,9 @@ The exported graph is the network's clip-by-clip forward: a float32 batch of raw
 waveform clips [batch, clip_samples], any batch size, to logits [batch, n_labels]. Each model
 normalises its clips itself, so the input needs no scaling. What a caller needs beyond the
 graph travels in the file as string metadata (see export_metadata): the labels in logit order
-(a JSON list), the clip length, the sample rate and the model name. ONNX keeps them in
+(a JSON list), the clip length, the sample rate, the model name, whether it is a tagger and,
+exported from a checkpoint file, that file's SHA-256 (what mgcli's ONNX engine checks before it
+runs an ONNX file in place of its checkpoint: onnx_engine.load_twin). ONNX keeps them in
 metadata_props (onnxruntime: session.get_modelmeta().custom_metadata_map); TorchScript in an
 extra file, METADATA_FILE (torch.jit.load(path, _extra_files={METADATA_FILE: ""})).
 
@@ -31,12 +33,12 @@ from torch import nn
 from . import MgcError, __version__, first_line
 from .audio import SAMPLE_RATE
 from .files import check_output_file, write_atomic
-from .inference import GenreModel, load_model
 from .models.sinc import SincConv
+from .onnx_engine import INPUT_NAME, OUTPUT_NAME, file_sha256
+from .shipped import default_weights
+from .torch_engine import GenreModel, load_torch_model
 
 FORMATS = ("onnx", "torchscript")
-INPUT_NAME = "waveform"  # the ONNX graph's input and output names
-OUTPUT_NAME = "logits"
 METADATA_FILE = "metadata.json"  # TorchScript: the extra file that holds export_metadata()
 # torch.export takes a dimension seen at size 0 or 1 for a constant, so the example batch has 2 clips.
 EXAMPLE_BATCH = 2
@@ -51,15 +53,19 @@ def require_onnx() -> None:
         raise MgcError('ONNX export needs onnx and onnxscript, an optional extra: pip install "mgcli[onnx]"') from None
 
 
-def export_metadata(model: GenreModel) -> dict[str, str]:
+def export_metadata(model: GenreModel, checkpoint_sha256: str = "") -> dict[str, str]:
     """What another tool needs to use the exported file, as strings (ONNX metadata holds strings only)."""
-    return {
+    metadata = {
         "model": model.name,
         "labels": json.dumps(model.labels),
         "sample_rate": str(SAMPLE_RATE),
         "clip_samples": str(model.clip_samples),
+        "tagger": "true" if model.is_tagger else "false",
         "mgcli_version": __version__,
     }
+    if checkpoint_sha256:
+        metadata["checkpoint_sha256"] = checkpoint_sha256
+    return metadata
 
 
 def fixed_conv(sinc: SincConv) -> nn.Conv1d:
@@ -83,9 +89,10 @@ def frozen_copy(network: nn.Module) -> nn.Module:
     return frozen.requires_grad_(False)
 
 
-def export_model(model: GenreModel, fmt: str, out: str | Path) -> Path:
+def export_model(model: GenreModel, fmt: str, out: str | Path, checkpoint_sha256: str = "") -> Path:
     """Write `model` to `out` as an ONNX or TorchScript file (fmt: "onnx" or "torchscript"); returns the path.
 
+    `checkpoint_sha256`: the digest of the checkpoint file the model was loaded from, if any.
     Written atomically: an interrupted export leaves any previous file intact.
     """
     if fmt not in FORMATS:
@@ -94,7 +101,7 @@ def export_model(model: GenreModel, fmt: str, out: str | Path) -> Path:
         require_onnx()
     network = frozen_copy(model.network)
     example = torch.randn(EXAMPLE_BATCH, model.clip_samples)
-    metadata = export_metadata(model)
+    metadata = export_metadata(model, checkpoint_sha256)
     if fmt == "onnx":
         write_atomic(out, lambda tmp: save_onnx(network, example, metadata, tmp, model.name))
     else:
@@ -148,6 +155,7 @@ def export_checkpoint(weights: str | Path | None, fmt: str, out_file: str | Path
     """`mgc export`: the checkpoint `weights` (None or "default": the shipped weights) as an
     ONNX or TorchScript file `out_file`. Returns the model exported."""
     check_output_file(out_file)
-    model = load_model(None if weights in (None, "default") else weights, "cpu")
-    export_model(model, fmt, out_file)
+    path = default_weights() if weights in (None, "default") else Path(weights)
+    model = load_torch_model(path, "cpu")
+    export_model(model, fmt, out_file, file_sha256(path))
     return model

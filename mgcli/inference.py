@@ -2,6 +2,9 @@
 
 `track_logits` and `aggregate` are the one way every command (train's validation, evaluate,
 predict, explain) turns audio into a decision; `classify_files` batches clips across files.
+The clip logits come from an engine (see `Model`): PyTorch (torch_engine) or onnxruntime
+(onnx_engine). Everything else here, decoding, clip cutting, batching and aggregation, is the
+engines' shared path, and imports no torch: `mgc predict` on the CPU never loads it.
 """
 
 from __future__ import annotations
@@ -14,85 +17,93 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
-import torch
 
 from . import MgcError
 from .audio import DEFAULT_HOP_SECONDS, AudioError, DecodeNotes, stream
-from .checkpoint import default_weights, load_checkpoint, network_from_checkpoint
 from .clips import hop_samples, iter_spans, span_clips
-from .models.base import GenreNetwork
+from .shipped import default_weights
+
+ENGINES = ("auto", "onnx", "torch")
 
 
-@dataclass
-class GenreModel:
-    """A model ready to classify: the network, its labels and where it runs."""
+class Model(Protocol):
+    """What inference asks of a loaded model, whichever engine runs it."""
 
-    name: str
-    network: GenreNetwork
-    labels: list[str]
-    device: torch.device
-    fast_path: bool = True  # use the network's exact span_logits where it has one; False: clip by clip
+    name: str  # the model's registry name, e.g. "musicnn"
+    labels: list[str]  # in logit order
+    engine: str  # "torch" or "onnx"
 
     @property
-    def clip_samples(self) -> int:
-        return self.network.config.clip_samples
+    def clip_samples(self) -> int: ...
 
     @property
     def batch_size(self) -> int:
-        """Clips per forward pass when the caller names none.
+        """Clips per forward pass when the caller names none."""
 
-        4 on the CPU: a few clips' activations stay in the per-core cache, where 16 clips' do
-        not (BBNN: a 4-min track in 1.2 s instead of 1.8; the sinc fast path is as fast with
-        4-clip spans as with 16; see docs/performance.md). 16 on CUDA, which wants big batches.
-        """
-        return 16 if self.device.type == "cuda" else 4
+    @property
+    def is_tagger(self) -> bool:
+        """Whether the logits are independent tags (a sigmoid each) rather than exclusive genres."""
 
+    @property
+    def reads_spans(self) -> bool:
+        """Whether `span_logits` reads a span of overlapping clips whole (an exact fast path)."""
 
-def pick_device(device: str = "auto") -> torch.device:
-    """"auto" is CUDA when present, else the CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise MgcError(f"unknown device {device!r} (use auto, cpu or cuda)")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise MgcError("CUDA was asked for but no CUDA device is available (use --device cpu)")
-    return torch.device(device)
+    def clip_logits(self, clips: np.ndarray) -> np.ndarray:
+        """Logits [n_clips, n_labels] of a batch of clips [n_clips, clip_samples]."""
+
+    def span_logits(self, span: np.ndarray, hop: int, n_clips: int) -> np.ndarray:
+        """Logits [n_clips, n_labels] of the clips span[i * hop : i * hop + clip_samples] (clips.iter_spans)."""
 
 
-def place(network: GenreNetwork, device: torch.device) -> GenreNetwork:
-    """Move a network to `device`, its 2D convolution weights in channels-last layout.
+def load_model(weights: str | Path | None = None, device: str = "auto", engine: str = "auto") -> Model:
+    """Load a trained classifier (default: the shipped weights) into the engine that suits it.
 
-    oneDNN runs NHWC convolutions about twice as fast as NCHW on these CPUs (BBNN: 1.9x per
-    training step, 2x in inference), and CUDA's tensor cores prefer NHWC too. Networks
-    without 2D convolutions are unaffected; the outputs agree to float rounding (2e-6).
-    A network whose 2D convolutions have one input channel (musicnn's front end) says
-    `channels_last = False`: oneDNN ran those 1.8x slower in NHWC.
-    """
-    layout = torch.channels_last if network.channels_last else torch.contiguous_format
-    return network.to(device, memory_format=layout)
-
-
-def model_from_checkpoint(checkpoint: dict, device: torch.device, source: str = "checkpoint") -> GenreModel:
-    """The classifier a checkpoint holds, on `device` and in eval mode."""
-    network = network_from_checkpoint(checkpoint, source)
-    place(network, device).eval()
-    return GenreModel(checkpoint["model"], network, list(checkpoint["labels"]), device)
-
-
-def load_model(weights: str | Path | None = None, device: str = "auto") -> GenreModel:
-    """Load a trained classifier from a checkpoint file (default: the shipped weights).
-
-    On the CPU it also sets torch's thread count to the cores that other processes left idle
+    `weights` is a checkpoint (.pt) or an ONNX file exported from one. "auto" runs onnxruntime
+    on the CPU when the checkpoint has an up-to-date ONNX twin beside it (X.onnx beside X.pt,
+    see onnx_engine.load_twin), and PyTorch otherwise and on CUDA; "onnx" insists on onnxruntime
+    and "torch" on PyTorch. Either engine runs on the cores that other processes left idle
     while it loaded (see `idle_cores`), unless OMP_NUM_THREADS says otherwise.
     """
-    before = cpu_sample()
+    if engine not in ENGINES:
+        raise MgcError(f"unknown engine {engine!r} (use {', '.join(ENGINES)})")
     path = Path(weights) if weights else default_weights()
-    model = model_from_checkpoint(load_checkpoint(path), pick_device(device), str(path))
-    if model.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(idle_cores(before))
-    return model
+    if path.suffix == ".onnx" or engine == "onnx":
+        if engine == "torch":
+            raise MgcError(f"{path}: an ONNX file runs on --engine onnx or auto; --engine torch needs its .pt checkpoint")
+        if device not in ("auto", "cpu"):
+            raise MgcError(f"the ONNX engine runs on the CPU; --device {device} needs --engine torch and a .pt checkpoint")
+    if path.suffix == ".onnx":
+        from .onnx_engine import load_onnx_model
+
+        return load_onnx_model(path)
+    if engine == "onnx" or (engine == "auto" and _cpu_only(device)):
+        from .onnx_engine import load_twin
+
+        model, why_not = load_twin(path)
+        if model is not None:
+            return model
+        if engine == "onnx":
+            raise MgcError(why_not)
+    from .torch_engine import load_torch_model
+
+    return load_torch_model(path, device)
+
+
+def _cpu_only(device: str) -> bool:
+    """Whether `device` means the CPU here: "cpu", or "auto" on a machine with no visible NVIDIA GPU.
+
+    Asked without importing torch: the NVIDIA driver lists its GPUs under /proc/driver/nvidia/gpus.
+    """
+    if device == "cpu":
+        return True
+    if device != "auto":
+        return False
+    hidden = os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1")
+    gpus = Path("/proc/driver/nvidia/gpus")
+    return hidden or not (gpus.is_dir() and any(gpus.iterdir()))
 
 
 def cpu_sample() -> tuple[float, float, float] | None:
@@ -127,44 +138,14 @@ def idle_cores(since: tuple[float, float, float] | None) -> int:
 AGGREGATIONS = ("mean_prob", "vote", "mean_logit")
 
 
-def clip_logits(model: GenreModel, clips: np.ndarray) -> np.ndarray:
-    """Logits [n_clips, n_labels] of a batch of clips [n_clips, clip_samples] (mixed precision on CUDA)."""
-    with _inference(model):
-        return model.network(torch.tensor(clips, device=model.device)).float().cpu().numpy()
-
-
-def span_logits(model: GenreModel, span: np.ndarray, hop: int, n_clips: int) -> np.ndarray:
-    """Logits [n_clips, n_labels] of the clips span[i * hop : i * hop + clip_samples] (audio.iter_spans).
-
-    A network with an exact fast path (`span_logits`, e.g. SincResNet) reads the span whole;
-    any other reads the clips as one batch.
-    """
-    if not _has_fast_path(model):
-        return clip_logits(model, span_clips(span, model.clip_samples, hop, n_clips))
-    with _inference(model):
-        return model.network.span_logits(torch.from_numpy(span).to(model.device), hop, n_clips).float().cpu().numpy()
-
-
-def track_logits(
-    model: GenreModel, blocks: Iterable[np.ndarray], hop: int, batch_size: int | None = None
-) -> np.ndarray:
+def track_logits(model: Model, blocks: Iterable[np.ndarray], hop: int, batch_size: int | None = None) -> np.ndarray:
     """Logits [n_clips, n_labels] of every clip of a track given as consecutive 16 kHz blocks.
 
-    `batch_size` clips per forward pass; None: the model's choice (GenreModel.batch_size).
+    `batch_size` clips per forward pass; None: the model's choice (Model.batch_size).
     """
     batch_size = batch_size or model.batch_size
-    logits = [span_logits(model, span, hop, n) for span, n in iter_spans(blocks, model.clip_samples, hop, batch_size)]
+    logits = [model.span_logits(span, hop, n) for span, n in iter_spans(blocks, model.clip_samples, hop, batch_size)]
     return np.concatenate(logits)
-
-
-def _has_fast_path(model: GenreModel) -> bool:
-    return model.fast_path and model.network.has_fast_path
-
-
-@contextlib.contextmanager
-def _inference(model: GenreModel) -> Iterator[None]:
-    with torch.inference_mode(), torch.autocast("cuda", torch.bfloat16, enabled=model.device.type == "cuda"):
-        yield
 
 
 def aggregate(logits: np.ndarray, aggregation: str = "mean_prob") -> np.ndarray:
@@ -210,7 +191,7 @@ class TrackResult:
 
 
 def classify(
-    model: GenreModel,
+    model: Model,
     path: str | Path,
     hop_seconds: float = DEFAULT_HOP_SECONDS,
     aggregation: str = "mean_prob",
@@ -232,7 +213,7 @@ def classify(
 
 
 def classify_files(
-    model: GenreModel,
+    model: Model,
     paths: Iterable[str | Path],
     hop_seconds: float = DEFAULT_HOP_SECONDS,
     aggregation: str = "mean_prob",
@@ -266,8 +247,8 @@ def classify_files(
 
     with _decoded_ahead(paths, model.clip_samples, hop, batch_size) as decoded:
         for index, span, n_clips, ending in decoded:
-            if span is not None and _has_fast_path(model):
-                run([index] * n_clips, lambda: span_logits(model, span, hop, n_clips))
+            if span is not None and model.reads_spans:
+                run([index] * n_clips, lambda: model.span_logits(span, hop, n_clips))
             elif span is not None:
                 batches.add(index, span_clips(span, model.clip_samples, hop, n_clips))
             if ending is not None:
@@ -276,7 +257,7 @@ def classify_files(
                 if error:
                     errors[index] = error
             for owners, clips in batches.ready(final=ended == len(paths)):
-                run(owners, lambda: clip_logits(model, clips))
+                run(owners, lambda: model.clip_logits(clips))
             while next_result < ended and not batches.holds(next_result):
                 yield _result(
                     paths[next_result], logits.pop(next_result, []), errors.pop(next_result, ""),

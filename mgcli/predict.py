@@ -18,7 +18,7 @@ from .audio import DEFAULT_HOP_SECONDS, SAMPLE_RATE
 from .catalogue import find_audio, parse_shard, shard_files
 from .clips import hop_samples
 from .files import check_output_file
-from .inference import GenreModel, TrackResult, check_aggregation, classify_files, load_model
+from .inference import Model, TrackResult, check_aggregation, classify_files, load_model
 from .tags import load_tagger, tag_files
 from .writers import CsvWriter, TimelineCsvWriter, result_dict, tags_dict, write_json
 
@@ -27,7 +27,7 @@ from .writers import CsvWriter, TimelineCsvWriter, result_dict, tags_dict, write
 class Run:
     """A run over files: the model, the files and, as they come, their results."""
 
-    model: GenreModel
+    model: Model
     files: list[Path]  # every file named (of this shard)
     todo: list[Path]  # those an earlier run has not finished (see predict_paths' skip_existing)
     results: Iterator[TrackResult]  # one per file of `todo`, in order, each already written out
@@ -50,6 +50,7 @@ def predict_paths(
     timeline_csv: str | Path | None = None,
     timeline_png: str | Path | None = None,
     device: str = "auto",
+    engine: str = "auto",
 ) -> Run:
     """Tag the audio files in `paths` (files and folders, searched recursively) with their genre.
 
@@ -68,7 +69,7 @@ def predict_paths(
         require_matplotlib()
         if len(files) != 1:
             raise MgcError(f"--timeline-png draws one track, and {len(files)} files were given")
-    model = load_model(weights, device)
+    model = load_model(weights, device, engine)
     rows = CsvWriter(csv, model.labels, resume=skip_existing, overwrite=overwrite) if csv else None
     clip_rows = TimelineCsvWriter(timeline_csv, model.labels, overwrite) if timeline_csv else None
     todo = [f for f in files if rows is None or not rows.is_done(f)]
@@ -111,10 +112,11 @@ def tag_paths(
     hop_seconds: float = DEFAULT_HOP_SECONDS,
     batch_size: int | None = None,
     device: str = "auto",
+    engine: str = "auto",
 ) -> Run:
     """musicnn's tags of the audio files in `paths`, written to `csv` and `json_out` (see `predict_paths`)."""
     files = _files(paths, hop_seconds, (csv, json_out), None)
-    model = load_tagger(weights, device)
+    model = load_tagger(weights, device, engine)
     rows = CsvWriter(csv, model.labels, overwrite=overwrite, top="tag") if csv else None
 
     def results() -> Iterator[TrackResult]:

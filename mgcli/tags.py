@@ -10,18 +10,17 @@ import numpy as np
 
 from . import MgcError
 from .audio import DEFAULT_HOP_SECONDS
-from .checkpoint import WEIGHTS_DIR
-from .inference import GenreModel, TrackResult, classify_files, load_model, top_k
-
-DEFAULT_TAGGER = WEIGHTS_DIR / "musicnn-msd.pt"  # musicnn's Million Song Dataset tagger; musicnn-mtt.pt: MagnaTagATune's
+from .inference import Model, TrackResult, classify_files, load_model, top_k
+from .shipped import DEFAULT_TAGGER
 
 
-def load_tagger(weights: str | Path | None = None, device: str = "auto") -> GenreModel:
-    """A tagger from its checkpoint (default: DEFAULT_TAGGER); a genre classifier is refused,
-    since a sigmoid of its logits would look like tags and mean nothing."""
+def load_tagger(weights: str | Path | None = None, device: str = "auto", engine: str = "auto") -> Model:
+    """A tagger from its checkpoint or ONNX file (default: DEFAULT_TAGGER), in the engine that suits it
+    (see inference.load_model); a genre classifier is refused, since a sigmoid of its logits would
+    look like tags and mean nothing."""
     path = weights or DEFAULT_TAGGER
-    model = load_model(path, device)
-    if not model.network.is_tagger:
+    model = load_model(path, device, engine)
+    if not model.is_tagger:
         raise MgcError(f"{path}: a {model.name} genre classifier, not a tagger (use {DEFAULT_TAGGER.name} or musicnn-mtt.pt)")
     return model
 
@@ -35,7 +34,7 @@ def tag_probabilities(clip_logits: np.ndarray) -> np.ndarray:
 
 
 def tag_files(
-    model: GenreModel,
+    model: Model,
     paths: Iterable[str | Path],
     hop_seconds: float = DEFAULT_HOP_SECONDS,
     batch_size: int | None = None,
@@ -46,7 +45,7 @@ def tag_files(
 
 
 def tag(
-    model: GenreModel, path: str | Path, hop_seconds: float = DEFAULT_HOP_SECONDS, batch_size: int | None = None
+    model: Model, path: str | Path, hop_seconds: float = DEFAULT_HOP_SECONDS, batch_size: int | None = None
 ) -> dict[str, float]:
     """Every tag of one audio file with its probability, most probable first."""
     [result] = tag_files(model, [path], hop_seconds, batch_size)

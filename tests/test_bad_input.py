@@ -23,8 +23,9 @@ import soundfile as sf
 from conftest import TINY, TINY_SETS, write_tone
 from test_cli import mgc, read_rows
 
-from mgcli.checkpoint import WEIGHTS_DIR, load_checkpoint, make_checkpoint, save_checkpoint
+from mgcli.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from mgcli.models import build
+from mgcli.shipped import WEIGHTS_DIR
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ from test_models import build_tiny
 
 from mgcli.checkpoint import make_checkpoint, save_checkpoint
 from mgcli.export import METADATA_FILE, export_model
-from mgcli.inference import GenreModel
 from mgcli.models import MODELS
 from mgcli.models.sinc import SincConv
+from mgcli.torch_engine import GenreModel
 
 pytestmark = [
     pytest.mark.usefixtures("one_thread"),

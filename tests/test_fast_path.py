@@ -8,9 +8,10 @@ import torch
 import torch.nn.functional as F
 from conftest import write_tone
 
-from mgcli.inference import GenreModel, classify_files, track_logits
+from mgcli.inference import classify_files, track_logits
 from mgcli.models import MODELS, build
 from mgcli.models.sinc import SincConv, fft_conv_same
+from mgcli.torch_engine import GenreModel
 
 TINY_SINC = dict(n_filters=8, kernel_sizes=(33, 65, 129), pooled_width=64, fc_hidden=16)
 TINY = {

@@ -12,7 +12,7 @@ from torch import nn
 
 from mgcli import MgcError
 from mgcli.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
-from mgcli.inference import model_from_checkpoint
+from mgcli.torch_engine import model_from_checkpoint
 from mgcli.models import MODELS, build, count_parameters, describe, make_config
 from mgcli.models.resnet import ResNet18, SpatialPyramidPool, load_torchvision_resnet18
 from mgcli.models.sinc import MultiScaleSinc, SincConv, WaveformNorm

@@ -11,9 +11,10 @@ import torch
 from conftest import SHARED_GTZAN
 
 from mgcli import audio
-from mgcli.checkpoint import WEIGHTS_DIR, load_checkpoint
+from mgcli.checkpoint import load_checkpoint
 from mgcli.clips import cut_clips
-from mgcli.inference import model_from_checkpoint
+from mgcli.shipped import WEIGHTS_DIR
+from mgcli.torch_engine import model_from_checkpoint
 
 REFERENCE = np.load(Path(__file__).parent / "fixtures" / "musicnn-reference.npz")
 FILES = sorted({key.split("/")[0] for key in REFERENCE.files}, key=int)
@@ -203,7 +204,7 @@ def test_front_end_features_are_kept_in_the_dataset_cache(tmp_path, tone_dataset
 
 def test_ensemble_averages_its_members_probabilities_on_one_front_end(tmp_path):
     from mgcli.checkpoint import make_checkpoint, save_checkpoint
-    from mgcli.inference import model_from_checkpoint
+    from mgcli.torch_engine import model_from_checkpoint
     from mgcli.models import build
     from mgcli.models.musicnn import ensemble_of
 

@@ -29,12 +29,13 @@ def test_the_wheel_carries_the_shipped_weights_and_finds_them(tmp_path):
     (wheel,) = tmp_path.glob("mgcli-*.whl")
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
-    assert (site / "mgcli" / "weights" / "default.pt").stat().st_size == (ROOT / "weights" / "default.pt").stat().st_size
+    for name in ("default.pt", "default.onnx", "musicnn-msd.onnx"):
+        assert (site / "mgcli" / "weights" / name).stat().st_size == (ROOT / "weights" / name).stat().st_size
     # musicnn's weights ship with their ISC licence notice beside them
     assert (site / "mgcli" / "weights" / "musicnn-msd.pt").is_file()
     assert "Permission to use, copy, modify" in (site / "mgcli" / "weights" / "MUSICNN-LICENSE.md").read_text()
     found = subprocess.run(
-        [sys.executable, "-c", "from mgcli.inference import load_model; m = load_model(); print(m.name, len(m.labels))"],
+        [sys.executable, "-c", "from mgcli.inference import load_model; m = load_model(device='cpu'); print(m.name, len(m.labels), m.engine)"],
         cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(site)}, capture_output=True, text=True, check=True,
     )
-    assert found.stdout.split()[1] == "10"
+    assert found.stdout.split()[1:] == ["10", "onnx"]

@@ -19,9 +19,10 @@ from .. import MgcError
 from ..audio import SAMPLE_RATE, load
 from ..clips import cut_clips
 from ..files import check_output_file
-from ..inference import GenreModel, aggregate, load_model, timeline, track_logits
+from ..inference import aggregate, load_model, timeline, track_logits
 from ..models import MODELS, build
 from ..models.base import ImageInput
+from ..torch_engine import GenreModel
 from .plot import draw_explanation, require_matplotlib
 
 
@@ -153,6 +154,6 @@ def explain(
     """`mgc explain`: `explain_file` drawn as a PNG (needs mgcli[plot])."""
     require_matplotlib()
     check_output_file(out_png)
-    explanation = explain_file(load_model(weights, device), file, label, steps)
+    explanation = explain_file(load_model(weights, device, engine="torch"), file, label, steps)
     draw_explanation(out_png, explanation)
     return explanation

@@ -22,9 +22,10 @@ from .. import MgcError, quiet
 from ..audio import SAMPLE_RATE, load
 from ..clips import clip_at
 from ..files import check_output_folder
-from ..inference import GenreModel, load_model
+from ..inference import load_model
 from ..models.mel import LOG_FLOOR, LogMel
 from ..models.sinc import SincConv
+from ..torch_engine import GenreModel
 from .plot import draw_sinc_cutoffs, draw_sinc_responses, draw_spectrograms, require_matplotlib
 
 # The hand-made spectrograms of `clip_spectrograms`: the paper's mel settings (window 512, hop 128 at 16 kHz).
@@ -161,7 +162,7 @@ def inspect(
         raise MgcError("--start places the --audio clip: give --audio FILE too")
     require_matplotlib()
     check_output_folder(out_dir)
-    model = load_model(weights, "cpu")
+    model = load_model(weights, "cpu", engine="torch")
     banks = sinc_filters(model.network)
     if not banks and audio is None:
         raise MgcError(f"{weights}: {model.name} has no sinc filters to draw; pass --audio FILE for its spectrograms")

@@ -256,7 +256,7 @@ class Musicnn(GenreNetwork):
     @property
     def shipped_backbone(self) -> str | None:
         """The shipped tagger `pretrained` names, weights/musicnn-<pretrained>.pt; None for none."""
-        from mgcli.checkpoint import WEIGHTS_DIR  # mgcli.checkpoint imports the models
+        from mgcli.shipped import WEIGHTS_DIR
 
         return str(WEIGHTS_DIR / f"musicnn-{self.config.pretrained}.pt") if self.config.pretrained else None
 

@@ -12,7 +12,8 @@ from .. import MgcError, quiet
 from ..audio import DEFAULT_HOP_SECONDS
 from ..clips import hop_samples
 from ..files import check_output_file, write_text_atomic
-from ..inference import AGGREGATIONS, GenreModel, aggregate, check_aggregation, load_model, track_logits
+from ..inference import AGGREGATIONS, aggregate, check_aggregation, load_model, track_logits
+from ..torch_engine import GenreModel
 from .cache import Track, load_wave, to_float
 from .datasets import SPLITS, load_datasets, pair_split_files, tracks_in_split, warn_absent
 
@@ -165,7 +166,7 @@ def evaluate(
     pair_split_files(data, split_file)
     if json_out:
         check_output_file(json_out)
-    model = load_model(weights, device)
+    model = load_model(weights, device, engine="torch")
     datasets = load_datasets(data, split_file)
     chosen = {str(d.source): tracks_in_split(d, split) for d in datasets}
     if split != "all":

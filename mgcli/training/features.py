@@ -26,8 +26,8 @@ import torch
 from .. import MgcError
 from ..clips import cut_clips, hop_samples
 from ..files import save_npy_atomic
-from ..inference import pick_device, place
 from ..models.musicnn import FRONT_END_PREFIXES
+from ..torch_engine import pick_device, place
 from .augment import epoch_seed
 from .cache import Track, load_wave, to_float
 from .evaluate import score_tracks

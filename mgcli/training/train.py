@@ -29,9 +29,10 @@ from ..audio import DEFAULT_HOP_SECONDS
 from ..checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from ..clips import hop_samples
 from ..files import check_output_folder, write_text_atomic
-from ..inference import GenreModel, check_aggregation, model_from_checkpoint, pick_device, place
+from ..inference import check_aggregation
 from ..models import build, make_config
 from ..models.base import GenreNetwork
+from ..torch_engine import GenreModel, model_from_checkpoint, pick_device, place
 from . import distributed
 from .augment import Augment, TrainClips, epoch_seed
 from .cache import Track

@@ -1,0 +1,119 @@
+"""The ONNX engine: an exported model run by onnxruntime on the CPU, without importing torch.
+
+An ONNX file is the compiled form of a checkpoint, as a wheel is of a source tree: `mgc export
+CKPT --format onnx` writes it from the PyTorch module, which stays the one definition of the
+model. What the engine needs beyond the graph travels in the file's metadata
+(export.export_metadata): the labels, the clip length, whether it is a tagger, and the SHA-256
+of the checkpoint it was exported from, so that an ONNX twin is never run in place of a
+checkpoint that has changed since.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import MgcError, first_line
+from .audio import SAMPLE_RATE
+from .clips import span_clips
+from .inference import cpu_sample, idle_cores
+
+INPUT_NAME = "waveform"  # the exported graph's input and output names
+OUTPUT_NAME = "logits"
+
+
+@dataclass
+class OnnxModel:
+    """An exported model in an onnxruntime session, with what its metadata says of it."""
+
+    name: str
+    labels: list[str]
+    clip_samples: int
+    is_tagger: bool
+    checkpoint_sha256: str  # of the checkpoint it was exported from; "" when the file does not say
+    session: Any  # onnxruntime.InferenceSession
+
+    engine = "onnx"
+    reads_spans = False  # the graph is the clip-by-clip forward: overlapping clips are cut, then batched
+    # Clips per session run, as on the PyTorch engine's CPU: musicnn cost the same per clip in
+    # batches of 2 to 16 (40 ms, 54 ms alone; see docs/performance.md), and 4 clips let the model
+    # start on a track's first 12 s while the decoding thread reads on.
+    batch_size = 4
+
+    def clip_logits(self, clips: np.ndarray) -> np.ndarray:
+        """Logits [n_clips, n_labels] of a batch of clips [n_clips, clip_samples]."""
+        return self.session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(clips, dtype=np.float32)})[0]
+
+    def span_logits(self, span: np.ndarray, hop: int, n_clips: int) -> np.ndarray:
+        """Logits [n_clips, n_labels] of the clips span[i * hop : i * hop + clip_samples] (clips.iter_spans)."""
+        return self.clip_logits(span_clips(span, self.clip_samples, hop, n_clips))
+
+
+def load_onnx_model(path: str | Path) -> OnnxModel:
+    """Open an ONNX file written by `mgc export` in an onnxruntime session on the CPU.
+
+    Its threads are the cores that other processes left idle while it loaded (importing
+    onnxruntime is part of that window; see inference.idle_cores), or OMP_NUM_THREADS.
+    """
+    before = cpu_sample()
+    import onnxruntime
+
+    path = Path(path)
+    if not path.is_file():
+        raise MgcError(f"{path}: no such ONNX file")
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = _threads(before)
+    options.inter_op_num_threads = 1
+    # A fine-tuned musicnn ran 35x slower on denormal floats: flush them, as the PyTorch engine does.
+    options.add_session_config_entry("session.set_denormal_as_zero", "1")
+    options.log_severity_level = 3  # errors only: its warnings are about the graph, not the user's input
+    try:
+        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime raises its own types for a file that is no model
+        raise MgcError(f"{path}: not a readable ONNX model ({first_line(error)})") from None
+    metadata = session.get_modelmeta().custom_metadata_map
+    try:
+        labels = json.loads(metadata["labels"])
+        clip_samples = int(metadata["clip_samples"])
+        sample_rate = int(metadata["sample_rate"])
+        name = metadata["model"]
+    except (KeyError, ValueError):
+        raise MgcError(f"{path}: an ONNX file without mgcli's metadata (export it with `mgc export`)") from None
+    if sample_rate != SAMPLE_RATE:
+        raise MgcError(f"{path}: made for {sample_rate} Hz audio, mgcli uses {SAMPLE_RATE}")
+    return OnnxModel(
+        name, labels, clip_samples, metadata.get("tagger") == "true", metadata.get("checkpoint_sha256", ""), session
+    )
+
+
+def load_twin(checkpoint: Path) -> tuple[OnnxModel | None, str]:
+    """The ONNX twin of `checkpoint` (the same name with .onnx), when it is there and was exported
+    from the checkpoint as it is now; else None and, in one line, why not."""
+    twin = checkpoint.with_suffix(".onnx")
+    export = f"`mgc export {checkpoint} --format onnx --out {twin}`"
+    if not checkpoint.is_file():
+        return None, f"{checkpoint}: no such checkpoint"
+    if not twin.is_file():
+        return None, f"{checkpoint} has no ONNX file ({twin.name}); make one with {export}"
+    model = load_onnx_model(twin)
+    if model.checkpoint_sha256 != file_sha256(checkpoint):
+        return None, f"{twin} was not exported from {checkpoint} as it is now; export it again with {export}"
+    return model, ""
+
+
+def file_sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _threads(before: tuple[float, float, float] | None) -> int:
+    """onnxruntime's intra-op threads: OMP_NUM_THREADS when set (it does not read it itself), else the idle cores."""
+    try:
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
+    except (KeyError, ValueError):
+        return idle_cores(before)

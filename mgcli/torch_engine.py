@@ -1,0 +1,120 @@
+"""The PyTorch engine: a checkpoint's network, on the CPU or on CUDA, as a classifier of clips.
+
+What `inference` asks of an engine's model (see inference.Model) is here met by the network
+itself, the one definition of every model. Training, evaluation, explain, inspect and export
+use this engine; predict and tags use it on CUDA and for checkpoints without an ONNX file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import MgcError
+from .checkpoint import load_checkpoint, network_from_checkpoint
+from .clips import span_clips
+from .inference import cpu_sample, idle_cores
+from .models.base import GenreNetwork
+
+
+@dataclass
+class GenreModel:
+    """A network ready to classify: the network, its labels and where it runs."""
+
+    name: str
+    network: GenreNetwork
+    labels: list[str]
+    device: torch.device
+    fast_path: bool = True  # use the network's exact span_logits where it has one; False: clip by clip
+
+    engine = "torch"
+
+    @property
+    def clip_samples(self) -> int:
+        return self.network.config.clip_samples
+
+    @property
+    def is_tagger(self) -> bool:
+        return self.network.is_tagger
+
+    @property
+    def batch_size(self) -> int:
+        """Clips per forward pass when the caller names none.
+
+        4 on the CPU: a few clips' activations stay in the per-core cache, where 16 clips' do
+        not (BBNN: a 4-min track in 1.2 s instead of 1.8; the sinc fast path is as fast with
+        4-clip spans as with 16; see docs/performance.md). 16 on CUDA, which wants big batches.
+        """
+        return 16 if self.device.type == "cuda" else 4
+
+    @property
+    def reads_spans(self) -> bool:
+        """Whether `span_logits` reads a span whole (the network's exact fast path) rather than clip by clip."""
+        return self.fast_path and self.network.has_fast_path
+
+    def clip_logits(self, clips: np.ndarray) -> np.ndarray:
+        """Logits [n_clips, n_labels] of a batch of clips [n_clips, clip_samples] (mixed precision on CUDA)."""
+        with self._inference():
+            return self.network(torch.tensor(clips, device=self.device)).float().cpu().numpy()
+
+    def span_logits(self, span: np.ndarray, hop: int, n_clips: int) -> np.ndarray:
+        """Logits [n_clips, n_labels] of the clips span[i * hop : i * hop + clip_samples] (clips.iter_spans)."""
+        if not self.reads_spans:
+            return self.clip_logits(span_clips(span, self.clip_samples, hop, n_clips))
+        with self._inference():
+            return self.network.span_logits(torch.from_numpy(span).to(self.device), hop, n_clips).float().cpu().numpy()
+
+    @contextlib.contextmanager
+    def _inference(self) -> Iterator[None]:
+        with torch.inference_mode(), torch.autocast("cuda", torch.bfloat16, enabled=self.device.type == "cuda"):
+            yield
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    """"auto" is CUDA when present, else the CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise MgcError(f"unknown device {device!r} (use auto, cpu or cuda)")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise MgcError("CUDA was asked for but no CUDA device is available (use --device cpu)")
+    return torch.device(device)
+
+
+def place(network: GenreNetwork, device: torch.device) -> GenreNetwork:
+    """Move a network to `device`, its 2D convolution weights in channels-last layout.
+
+    oneDNN runs NHWC convolutions about twice as fast as NCHW on these CPUs (BBNN: 1.9x per
+    training step, 2x in inference), and CUDA's tensor cores prefer NHWC too. Networks
+    without 2D convolutions are unaffected; the outputs agree to float rounding (2e-6).
+    A network whose 2D convolutions have one input channel (musicnn's front end) says
+    `channels_last = False`: oneDNN ran those 1.8x slower in NHWC.
+    """
+    layout = torch.channels_last if network.channels_last else torch.contiguous_format
+    return network.to(device, memory_format=layout)
+
+
+def model_from_checkpoint(checkpoint: dict, device: torch.device, source: str = "checkpoint") -> GenreModel:
+    """The classifier a checkpoint holds, on `device` and in eval mode."""
+    network = network_from_checkpoint(checkpoint, source)
+    place(network, device).eval()
+    return GenreModel(checkpoint["model"], network, list(checkpoint["labels"]), device)
+
+
+def load_torch_model(path: str | Path, device: str = "auto") -> GenreModel:
+    """Load a classifier from a checkpoint file.
+
+    On the CPU it also sets torch's thread count to the cores that other processes left idle
+    while it loaded (see inference.idle_cores), unless OMP_NUM_THREADS says otherwise.
+    """
+    before = cpu_sample()
+    model = model_from_checkpoint(load_checkpoint(path), pick_device(device), str(path))
+    if model.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(idle_cores(before))
+    return model
