@@ -8,11 +8,13 @@ A checkpoint is a plain dict (so `torch.load(..., weights_only=True)` reads it):
   audio         {"sample_rate", "clip_samples"}
   state_dict    the weights
   train         (training checkpoints only) epoch, optimiser state, settings, history
+  temperatures  (calibrated checkpoints only, `mgc calibrate`) {aggregation: temperature}
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -92,6 +94,16 @@ def network_from_checkpoint(checkpoint: dict, source: str = "checkpoint") -> nn.
     except RuntimeError as error:
         raise MgcError(f"{source}: its weights do not fit model {checkpoint['model']!r} ({first_line(error)})") from None
     return network
+
+
+def temperatures_of(checkpoint: dict, source: str = "checkpoint") -> dict[str, float]:
+    """The calibration temperatures a checkpoint carries ({} when uncalibrated), each a positive finite number."""
+    temperatures = checkpoint.get("temperatures", {})
+    if not isinstance(temperatures, dict) or not all(
+        isinstance(t, (int, float)) and math.isfinite(t) and t > 0 for t in temperatures.values()
+    ):
+        raise MgcError(f"{source}: its calibration temperatures are damaged; calibrate it again (`mgc calibrate`)")
+    return {str(aggregation): float(t) for aggregation, t in temperatures.items()}
 
 
 def ensemble_checkpoint(paths: list[str | Path]) -> dict:

@@ -351,7 +351,7 @@ def evaluate(
 
 
 def _print_report(report: dict, labels: list[str], title: str) -> None:
-    track, clip = report["track"], report["clip"]
+    track, clip, calibration = report["track"], report["clip"], report["calibration"]
     summary = Table(title=title, title_justify="left", show_header=False)
     summary.add_row("tracks / clips", f"{track['count']} / {clip['count']}")
     summary.add_row("clip accuracy", f"{clip['accuracy']:.3f}")
@@ -360,7 +360,14 @@ def _print_report(report: dict, labels: list[str], title: str) -> None:
         summary.add_row(f"track accuracy, {method}{marker}", f"{accuracy:.3f}")
     for metric in ("precision", "recall", "f1"):
         summary.add_row(f"macro {metric} (tracks)", f"{track['macro'][metric]:.3f}")
+    if "ece" in calibration:
+        summary.add_row(f"calibration error, ECE (tracks, temperature {calibration['temperature']:.3f})",
+                        f"{calibration['ece']:.3f} (uncalibrated {calibration['ece_uncalibrated']:.3f}; "
+                        f"a calibrated model shows about {calibration['ece_if_calibrated']:.3f} on {track['count']} tracks)")
+        summary.add_row("negative log-likelihood (tracks)", f"{calibration['nll']:.3f} (uncalibrated {calibration['nll_uncalibrated']:.3f})")
     out.print(summary)
+    if "ece" in calibration:
+        out.print(_reliability_table(calibration["reliability"]))
 
     per_class = Table(title="per class (tracks)", title_justify="left")
     for column in ("genre", "precision", "recall", "f1", "support"):
@@ -376,6 +383,47 @@ def _print_report(report: dict, labels: list[str], title: str) -> None:
     for label, row in zip(labels, track["confusion"]):
         confusion.add_row(label, *(str(v) if v else "·" for v in row))
     out.print(confusion)
+
+
+def _reliability_table(rows: list[dict]) -> Table:
+    """A calibration report's reliability bins: tracks by top probability, their mean confidence and accuracy."""
+    table = Table(title="reliability (tracks by their top probability)", title_justify="left")
+    for column in ("top probability", "tracks", "mean probability", "accuracy"):
+        table.add_column(column, justify="right")
+    for row in rows:
+        if row["count"]:
+            table.add_row(f"{row['from']:.1f}-{row['to']:.1f}", str(row["count"]), f"{row['confidence']:.3f}", f"{row['accuracy']:.3f}")
+    return table
+
+
+@app.command("calibrate")
+def calibrate_checkpoint(
+    weights: Annotated[Path, typer.Argument(metavar="CKPT", help="Checkpoint to calibrate.")],
+    data: Annotated[list[Path], typer.Option(help="Dataset to fit on (folder, manifest or cache); repeat for several.")] = [],
+    split_file: SplitFiles = [],
+    split: Annotated[str, typer.Option(help="Which split's tracks to fit on (train, valid, test or all).")] = "valid",
+    hop_seconds: Hop = DEFAULT_HOP_SECONDS,
+    copy_from: Annotated[Optional[Path], typer.Option(help="Take this calibrated checkpoint's temperatures instead (same labels): e.g. of a twin trained without the valid split.")] = None,
+    out_file: Annotated[Optional[Path], typer.Option("--out", help="Checkpoint to write (default: over CKPT, atomically).")] = None,
+    device: Device = "auto",
+) -> None:
+    """Calibrate a checkpoint's track probabilities: one temperature per aggregation, fit on valid tracks, kept in the checkpoint."""
+    options = dict(locals())  # the parameters, named as the library call's keywords
+    from .training.calibrate import calibrate
+
+    result = calibrate(**options, notify=_notify)
+    for path, error in result["failed"]:
+        err.print(_tagged("skipped:", "yellow", error), highlight=False)
+    source = f"fit on {result['tracks']} {split} tracks" if result["reports"] else f"of {copy_from}"
+    out.print(f"{weights}: temperatures {source}", highlight=False)
+    for aggregation, temperature in result["temperatures"].items():
+        line = f"  {aggregation:<10} T {temperature:.3f}"
+        if aggregation in result["reports"]:
+            r = result["reports"][aggregation]
+            line += (f"  ECE {r['ece_uncalibrated']:.3f} -> {r['ece']:.3f}  NLL {r['nll_uncalibrated']:.3f} -> {r['nll']:.3f}"
+                     f"  (a calibrated model: ECE about {r['ece_if_calibrated']:.3f} here)")
+        out.print(line, highlight=False)
+    out.print(f"written: {out_file or weights}", highlight=False)
 
 
 # ---------------------------------------------------------------- models

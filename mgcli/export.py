@@ -61,6 +61,7 @@ def export_metadata(model: GenreModel, checkpoint_sha256: str = "") -> dict[str,
         "sample_rate": str(SAMPLE_RATE),
         "clip_samples": str(model.clip_samples),
         "tagger": "true" if model.is_tagger else "false",
+        "temperatures": json.dumps(model.temperatures),
         "mgcli_version": __version__,
     }
     if checkpoint_sha256:

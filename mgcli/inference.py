@@ -13,7 +13,6 @@ import contextlib
 import os
 import queue
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 
 from . import MgcError
 from .audio import DEFAULT_HOP_SECONDS, AudioError, DecodeNotes, stream
+from .calibration import calibrate
 from .clips import hop_samples, iter_spans, span_clips
 from .shipped import default_weights
 
@@ -35,6 +35,7 @@ class Model(Protocol):
     name: str  # the model's registry name, e.g. "musicnn"
     labels: list[str]  # in logit order
     engine: str  # "torch" or "onnx"
+    temperatures: dict[str, float]  # per aggregation, what calibrates its track probabilities (calibration.py)
 
     @property
     def clip_samples(self) -> int: ...
@@ -65,7 +66,7 @@ def load_model(weights: str | Path | None = None, device: str = "auto", engine: 
     on the CPU when the checkpoint has an up-to-date ONNX twin beside it (X.onnx beside X.pt,
     see onnx_engine.load_twin), and PyTorch otherwise and on CUDA; "onnx" insists on onnxruntime
     and "torch" on PyTorch. Either engine runs on the cores that other processes left idle
-    while it loaded (see `idle_cores`), unless OMP_NUM_THREADS says otherwise.
+    while it loaded (see cores.idle_cores), unless OMP_NUM_THREADS says otherwise.
     """
     if engine not in ENGINES:
         raise MgcError(f"unknown engine {engine!r} (use {', '.join(ENGINES)})")
@@ -101,38 +102,9 @@ def _cpu_only(device: str) -> bool:
         return True
     if device != "auto":
         return False
-    hidden = os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1")
+    hidden = os.environ.get("CUDA_VISIBLE_DEVICES") in ("", "-1")
     gpus = Path("/proc/driver/nvidia/gpus")
     return hidden or not (gpus.is_dir() and any(gpus.iterdir()))
-
-
-def cpu_sample() -> tuple[float, float, float] | None:
-    """(busy seconds of all cores, this process's CPU seconds, wall seconds) now; None where /proc/stat is absent."""
-    try:
-        with open("/proc/stat") as stat:
-            ticks = [int(field) for field in stat.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    tick = os.sysconf("SC_CLK_TCK")
-    idle = ticks[3] + ticks[4]  # idle + iowait
-    times = os.times()
-    return (sum(ticks[:8]) - idle) / tick, times.user + times.system, time.monotonic()
-
-
-def idle_cores(since: tuple[float, float, float] | None) -> int:
-    """How many of this machine's cores other processes left idle since `since` (at least 1).
-
-    Why: two intra-op threads on two cores, one of them busy with another program (a browser,
-    a music player), wait on each other at every operation: a model went from 26 ms to
-    90-225 ms per clip there (bbnn, measured for issue 16), while one thread took 45 ms. So mgcli uses the cores it finds
-    free. Its own CPU time in the window is not counted as busy.
-    """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    now = cpu_sample()
-    if since is None or now is None or now[2] - since[2] < 0.02:
-        return cores
-    others_busy = max(0.0, (now[0] - since[0]) - (now[1] - since[1])) / (now[2] - since[2])
-    return max(1, min(cores, round(cores - others_busy)))
 
 
 AGGREGATIONS = ("mean_prob", "vote", "mean_logit")
@@ -180,7 +152,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 @dataclass
 class TrackResult:
     path: str
-    probabilities: np.ndarray | None = None  # None when the file failed
+    probabilities: np.ndarray | None = None  # aggregated and calibrated; None when the file failed
     clip_logits: np.ndarray | None = None  # [n_clips, n_labels] in track order: what `timeline` reads
     error: str = ""
     warning: str = ""  # tagged, but the user should know (silence, a truncated file): audio.DecodeNotes
@@ -261,7 +233,7 @@ def classify_files(
             while next_result < ended and not batches.holds(next_result):
                 yield _result(
                     paths[next_result], logits.pop(next_result, []), errors.pop(next_result, ""),
-                    warnings.pop(next_result), aggregation,
+                    warnings.pop(next_result), aggregation, model.temperatures.get(aggregation, 1.0),
                 )
                 next_result += 1
 
@@ -330,11 +302,13 @@ def _decoded_ahead(
         stop.set()
 
 
-def _result(path: str, rows: list[np.ndarray], error: str, warning: str, aggregation: str) -> TrackResult:
+def _result(
+    path: str, rows: list[np.ndarray], error: str, warning: str, aggregation: str, temperature: float
+) -> TrackResult:
     if error:
         return TrackResult(path, error=error)
     logits = np.stack(rows)
-    return TrackResult(path, aggregate(logits, aggregation), logits, warning=warning)
+    return TrackResult(path, calibrate(aggregate(logits, aggregation), temperature), logits, warning=warning)
 
 
 def top_k(probabilities: np.ndarray, labels: list[str], k: int) -> list[tuple[str, float]]:

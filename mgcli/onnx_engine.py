@@ -22,7 +22,7 @@ import numpy as np
 from . import MgcError, first_line
 from .audio import SAMPLE_RATE
 from .clips import span_clips
-from .inference import cpu_sample, idle_cores
+from .cores import cpu_sample, idle_cores
 
 INPUT_NAME = "waveform"  # the exported graph's input and output names
 OUTPUT_NAME = "logits"
@@ -36,6 +36,7 @@ class OnnxModel:
     labels: list[str]
     clip_samples: int
     is_tagger: bool
+    temperatures: dict[str, float]  # per aggregation (calibration.py); none: 1
     checkpoint_sha256: str  # of the checkpoint it was exported from; "" when the file does not say
     session: Any  # onnxruntime.InferenceSession
 
@@ -59,7 +60,7 @@ def load_onnx_model(path: str | Path) -> OnnxModel:
     """Open an ONNX file written by `mgc export` in an onnxruntime session on the CPU.
 
     Its threads are the cores that other processes left idle while it loaded (importing
-    onnxruntime is part of that window; see inference.idle_cores), or OMP_NUM_THREADS.
+    onnxruntime is part of that window; see cores.idle_cores), or OMP_NUM_THREADS.
     """
     before = cpu_sample()
     import onnxruntime
@@ -83,13 +84,13 @@ def load_onnx_model(path: str | Path) -> OnnxModel:
         clip_samples = int(metadata["clip_samples"])
         sample_rate = int(metadata["sample_rate"])
         name = metadata["model"]
-    except (KeyError, ValueError):
+        temperatures = {key: float(t) for key, t in json.loads(metadata.get("temperatures", "{}")).items()}
+    except (KeyError, ValueError, AttributeError):
         raise MgcError(f"{path}: an ONNX file without mgcli's metadata (export it with `mgc export`)") from None
     if sample_rate != SAMPLE_RATE:
         raise MgcError(f"{path}: made for {sample_rate} Hz audio, mgcli uses {SAMPLE_RATE}")
-    return OnnxModel(
-        name, labels, clip_samples, metadata.get("tagger") == "true", metadata.get("checkpoint_sha256", ""), session
-    )
+    tagger, checkpoint_sha256 = metadata.get("tagger") == "true", metadata.get("checkpoint_sha256", "")
+    return OnnxModel(name, labels, clip_samples, tagger, temperatures, checkpoint_sha256, session)
 
 
 def load_twin(checkpoint: Path) -> tuple[OnnxModel | None, str]:

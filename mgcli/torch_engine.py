@@ -10,16 +10,16 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from . import MgcError
-from .checkpoint import load_checkpoint, network_from_checkpoint
+from .checkpoint import load_checkpoint, network_from_checkpoint, temperatures_of
 from .clips import span_clips
-from .inference import cpu_sample, idle_cores
+from .cores import cpu_sample, idle_cores
 from .models.base import GenreNetwork
 
 
@@ -32,6 +32,7 @@ class GenreModel:
     labels: list[str]
     device: torch.device
     fast_path: bool = True  # use the network's exact span_logits where it has one; False: clip by clip
+    temperatures: dict[str, float] = field(default_factory=dict)  # per aggregation (calibration.py); none: 1
 
     engine = "torch"
 
@@ -104,14 +105,15 @@ def model_from_checkpoint(checkpoint: dict, device: torch.device, source: str = 
     """The classifier a checkpoint holds, on `device` and in eval mode."""
     network = network_from_checkpoint(checkpoint, source)
     place(network, device).eval()
-    return GenreModel(checkpoint["model"], network, list(checkpoint["labels"]), device)
+    labels = list(checkpoint["labels"])
+    return GenreModel(checkpoint["model"], network, labels, device, temperatures=temperatures_of(checkpoint, source))
 
 
 def load_torch_model(path: str | Path, device: str = "auto") -> GenreModel:
     """Load a classifier from a checkpoint file.
 
     On the CPU it also sets torch's thread count to the cores that other processes left idle
-    while it loaded (see inference.idle_cores), unless OMP_NUM_THREADS says otherwise.
+    while it loaded (see cores.idle_cores), unless OMP_NUM_THREADS says otherwise.
     """
     before = cpu_sample()
     model = model_from_checkpoint(load_checkpoint(path), pick_device(device), str(path))

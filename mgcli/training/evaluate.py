@@ -1,4 +1,4 @@
-"""Scoring: clip and whole-track accuracy, per-class precision/recall/F1, confusion matrix."""
+"""Scoring: clip and whole-track accuracy, per-class precision/recall/F1, confusion matrix, calibration."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import MgcError, quiet
 from ..audio import DEFAULT_HOP_SECONDS
+from ..calibration import calibration_report
 from ..clips import hop_samples
 from ..files import check_output_file, write_text_atomic
 from ..inference import AGGREGATIONS, aggregate, check_aggregation, load_model, track_logits
@@ -64,11 +65,12 @@ def evaluate_tracks(
     """Score a model on labelled tracks: clip accuracy, and track accuracy under every aggregation.
 
     Returns {"clip": report, "track": report for `aggregation`, "track_accuracy": {aggregation: acc},
-    "loss": mean clip cross-entropy, "failed": [(path, error)], "aggregate", "hop_seconds"}.
-    Tracks that cannot be decoded are listed in "failed" and left out of the scores.
+    "loss": mean clip cross-entropy, "calibration": of the tracks' probabilities, "failed": [(path, error)],
+    "aggregate", "hop_seconds"}. Tracks that cannot be decoded are listed in "failed" and left out of the scores.
     """
-    scored, failed = _run_tracks(model, tracks, hop_samples(hop_seconds), batch_size)
-    return score_tracks(scored, model.labels, aggregation) | {"failed": failed, "hop_seconds": hop_seconds}
+    scored, failed = run_tracks(model, tracks, hop_samples(hop_seconds), batch_size)
+    temperature = model.temperatures.get(aggregation, 1.0)
+    return score_tracks(scored, model.labels, aggregation, temperature) | {"failed": failed, "hop_seconds": hop_seconds}
 
 
 def evaluate_datasets(
@@ -83,16 +85,17 @@ def evaluate_datasets(
     Returns the report of all the tracks together, with "datasets": {name: that dataset's report}.
     """
     hop = hop_samples(hop_seconds)
-    runs = {name: _run_tracks(model, tracks, hop, batch_size) for name, tracks in datasets.items()}
+    runs = {name: run_tracks(model, tracks, hop, batch_size) for name, tracks in datasets.items()}
+    temperature = model.temperatures.get(aggregation, 1.0)
 
     def report(scored: list, failed: list) -> dict:
-        return score_tracks(scored, model.labels, aggregation) | {"failed": failed, "hop_seconds": hop_seconds}
+        return score_tracks(scored, model.labels, aggregation, temperature) | {"failed": failed, "hop_seconds": hop_seconds}
 
     together = report([s for scored, _ in runs.values() for s in scored], [f for _, failed in runs.values() for f in failed])
     return together | {"datasets": {name: report(*run) for name, run in runs.items()}}
 
 
-def _run_tracks(
+def run_tracks(
     model: GenreModel, tracks: list[Track], hop: int, batch_size: int | None
 ) -> tuple[list[tuple[int, np.ndarray]], list[tuple[str, str]]]:
     """(true label index, clip logits) of each track whose genre the model knows, and (path, error) of those that fail."""
@@ -110,16 +113,21 @@ def _run_tracks(
     return scored, failed
 
 
-def score_tracks(scored: list[tuple[int, np.ndarray]], labels: list[str], aggregation: str = "mean_prob") -> dict:
+def score_tracks(
+    scored: list[tuple[int, np.ndarray]], labels: list[str], aggregation: str = "mean_prob", temperature: float = 1.0
+) -> dict:
     """Scores of tracks given as (true label index, clip logits [n_clips, n_labels]).
 
     Returns {"clip": report, "track": report for `aggregation`, "track_accuracy": {aggregation: acc},
-    "loss": mean clip cross-entropy, "aggregate"}.
+    "loss": mean clip cross-entropy, "calibration": calibration.calibration_report of the tracks'
+    `aggregation` probabilities under `temperature`, "aggregate"}. Calibration never moves a
+    track's argmax, so the accuracies do not depend on the temperature.
     """
     clip_true: list[int] = []
     clip_pred: list[int] = []
     track_true: list[int] = []
     track_pred: dict[str, list[int]] = {m: [] for m in AGGREGATIONS}
+    track_probabilities = []  # of `aggregation`, uncalibrated
     losses = []
     for target, logits in scored:
         shifted = logits - logits.max(axis=1, keepdims=True)
@@ -130,6 +138,7 @@ def score_tracks(scored: list[tuple[int, np.ndarray]], labels: list[str], aggreg
         track_true.append(target)
         for m in AGGREGATIONS:
             track_pred[m].append(int(aggregate(logits, m).argmax()))
+        track_probabilities.append(aggregate(logits, aggregation))
     return {
         "clip": classification_report(clip_true, clip_pred, labels),
         "track": classification_report(track_true, track_pred[aggregation], labels),
@@ -137,6 +146,7 @@ def score_tracks(scored: list[tuple[int, np.ndarray]], labels: list[str], aggreg
             m: float(np.mean(np.equal(track_true, p))) if track_true else 0.0 for m, p in track_pred.items()
         },
         "loss": float(np.mean(losses)) if losses else float("nan"),
+        "calibration": calibration_report(np.array(track_probabilities), np.array(track_true, dtype=int), temperature),
         "aggregate": aggregation,
     }
 

@@ -1,0 +1,35 @@
+"""The cores other processes leave idle: how many threads an engine should run on this machine."""
+
+from __future__ import annotations
+
+import os
+import time
+
+
+def cpu_sample() -> tuple[float, float, float] | None:
+    """(busy seconds of all cores, this process's CPU seconds, wall seconds) now; None where /proc/stat is absent."""
+    try:
+        with open("/proc/stat") as stat:
+            ticks = [int(field) for field in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    times = os.times()
+    return (sum(ticks[:8]) - idle) / tick, times.user + times.system, time.monotonic()
+
+
+def idle_cores(since: tuple[float, float, float] | None) -> int:
+    """How many of this machine's cores other processes left idle since `since` (at least 1).
+
+    Why: two intra-op threads on two cores, one of them busy with another program (a browser,
+    a music player), wait on each other at every operation: a model went from 26 ms to
+    90-225 ms per clip there (bbnn, measured for issue 16), while one thread took 45 ms. So mgcli uses the cores it finds
+    free. Its own CPU time in the window is not counted as busy.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    now = cpu_sample()
+    if since is None or now is None or now[2] - since[2] < 0.02:
+        return cores
+    others_busy = max(0.0, (now[0] - since[0]) - (now[1] - since[1])) / (now[2] - since[2])
+    return max(1, min(cores, round(cores - others_busy)))

@@ -1,0 +1,82 @@
+"""`mgc calibrate`: fit a checkpoint's temperatures on labelled tracks (calibration.py says why
+and how), or take those of another checkpoint, and write them into the checkpoint."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .. import MgcError, quiet
+from ..audio import DEFAULT_HOP_SECONDS
+from ..calibration import calibration_report, fit_temperature
+from ..checkpoint import load_checkpoint, save_checkpoint, temperatures_of
+from ..clips import hop_samples
+from ..files import check_output_file
+from ..inference import AGGREGATIONS, aggregate
+from ..torch_engine import model_from_checkpoint, pick_device
+from .datasets import SPLITS, load_datasets, pair_split_files, tracks_in_split, warn_absent
+from .evaluate import run_tracks
+
+
+def calibrate(
+    weights: str | Path,
+    data: Sequence[Path] = (),
+    split_file: Sequence[Path] = (),
+    split: str = "valid",
+    hop_seconds: float = DEFAULT_HOP_SECONDS,
+    copy_from: str | Path | None = None,
+    out_file: str | Path | None = None,
+    device: str = "auto",
+    notify: Callable[[str], None] = quiet,
+) -> dict:
+    """Calibrate the checkpoint `weights` and write it to `out_file` (default: over `weights`, atomically).
+
+    The temperature of each aggregation is fit on the tracks of `split` of the datasets `data`
+    (one `split_file` per dataset, in order), or, with `copy_from`, taken from that calibrated
+    checkpoint: a model trained on the valid split too (the shipped default) cannot be calibrated
+    on it, its twin trained without it can. Returns {"temperatures", "reports": {aggregation:
+    calibration_report} (empty when copied), "tracks", "failed": [(path, error)]}.
+    """
+    out_file = Path(out_file or weights)
+    check_output_file(out_file)
+    if copy_from is None and not data:
+        raise MgcError("give --data (and --split-file) to fit the temperatures on, or --copy-from a calibrated checkpoint")
+    if copy_from is not None and data:
+        raise MgcError("--copy-from takes the temperatures as they are: leave out --data")
+    if split not in (*SPLITS, "all"):
+        raise MgcError(f"unknown split {split!r} (use {', '.join(SPLITS)} or all)")
+    hop = hop_samples(hop_seconds)
+    pair_split_files(data, split_file)
+    checkpoint = load_checkpoint(weights)
+    result: dict = {"reports": {}, "tracks": 0, "failed": []}
+    if copy_from is not None:
+        source = load_checkpoint(copy_from)
+        if source["labels"] != checkpoint["labels"]:
+            raise MgcError(f"{copy_from}: its labels differ from {weights}'s")
+        temperatures = temperatures_of(source, str(copy_from))
+        if not temperatures:
+            raise MgcError(f"{copy_from}: not calibrated (calibrate it first)")
+    else:
+        model = model_from_checkpoint(checkpoint, pick_device(device), str(weights))
+        datasets = load_datasets(data, split_file)
+        warn_absent(datasets, (split,), notify)
+        tracks = [track for dataset in datasets for track in tracks_in_split(dataset, split)]
+        scored, result["failed"] = run_tracks(model, tracks, hop, None)
+        if len(scored) < 2:
+            raise MgcError(f"{len(scored)} tracks of the model's genres in the {split} split: too few to fit a temperature on")
+        targets = np.array([target for target, _ in scored])
+        temperatures = {}
+        for aggregation in AGGREGATIONS:
+            probabilities = np.array([aggregate(logits, aggregation) for _, logits in scored])
+            temperatures[aggregation] = fit_temperature(probabilities, targets)
+            result["reports"][aggregation] = calibration_report(probabilities, targets, temperatures[aggregation])
+        result["tracks"] = len(scored)
+    checkpoint["temperatures"] = temperatures
+    save_checkpoint(checkpoint, out_file)
+    twin = out_file.with_suffix(".onnx")
+    if twin.is_file():
+        notify(f"warning: {twin} predates this calibration, so predict runs {out_file.name} on PyTorch until "
+               f"you export it again: mgc export {out_file} --format onnx --out {twin}")
+    return result | {"temperatures": temperatures}
