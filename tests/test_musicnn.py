@@ -130,7 +130,8 @@ def test_frozen_musicnn_trains_on_features_computed_once(tmp_path, tone_dataset,
     from mgcli.inference import classify
     from mgcli.training import features as feature_train
     from mgcli.training.datasets import find_tracks, labels_of, split_tracks
-    from mgcli.training.train import TrainConfig, fit
+    from mgcli.training.config import TrainConfig
+    from mgcli.training.loop import fit
 
     calls = []
     compute = feature_train.track_features
@@ -165,7 +166,8 @@ def test_frozen_musicnn_trains_on_features_computed_once(tmp_path, tone_dataset,
 
 def test_unfrozen_musicnn_trains_end_to_end(tmp_path, tone_dataset):
     from mgcli.training.datasets import find_tracks, labels_of, split_tracks
-    from mgcli.training.train import TrainConfig, fit
+    from mgcli.training.config import TrainConfig
+    from mgcli.training.loop import fit
 
     tracks = find_tracks(tone_dataset)
     split = split_tracks(tracks, valid_fraction=0.34)

@@ -58,13 +58,15 @@ class GenreNetwork(nn.Module):
         """The filter length of each bank of `learned_spectrogram`."""
         return []
 
-    def init_backbone(self, source: str) -> int:
-        """Load pretrained weights from `source` into the network; the number of tensors loaded."""
+    def init_backbone(self, weights: dict[str, Tensor], source: str) -> int:
+        """Copy pretrained `weights`, read from the file `source` (named in errors), into the network;
+        the number of tensors loaded. Training reads the file (`training.run_state.pretrained_weights`)."""
         raise MgcError("this model has no pretrained backbone to initialise")
 
     @property
     def shipped_backbone(self) -> str | None:
-        """The shipped weights a new network starts from when no others are given; None: from scratch."""
+        """The file of mgcli's shipped weights (in `checkpoint.WEIGHTS_DIR`) a new network starts from
+        when no others are given; None: from scratch."""
         return None
 
     @property
