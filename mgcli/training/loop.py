@@ -106,8 +106,9 @@ def fit(
         source = FeatureSource(network, train_tracks, valid_tracks, labels, config, torch_device, console)
     else:
         source = ClipSource(model_name, network, train_tracks, valid_tracks, labels, config, torch_device)
-    # DistributedDataParallel's constructor waits for every rank, so all have checked OUT before rank 0 writes there.
-    trainer = DistributedDataParallel(source.module, [torch_device] if torch_device.type == "cuda" else None) if world > 1 else source.module
+    trainer = source.module
+    if world > 1:  # its constructor waits for every rank, so all have checked OUT before rank 0 writes there
+        trainer = DistributedDataParallel(trainer, [torch_device] if torch_device.type == "cuda" else None)
 
     # Epochs: train, validate, save. Dropout and friends are seeded per epoch and per rank, so
     # that each rank's clips get masks of their own and a resumed run draws what this one drew.
