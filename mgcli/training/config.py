@@ -4,7 +4,7 @@ and the check of the training tracks' classes. Everything here is refused before
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from .. import MgcError
 from ..audio import DEFAULT_HOP_SECONDS
@@ -14,6 +14,14 @@ from .cache import Track
 from .datasets import class_counts
 
 MIN_TRACKS_PER_CLASS = 5  # fewer training tracks than this, and a class's recall is luck: worth a warning
+# The least and the greatest value of each number that a run can use (NaN and infinity it cannot).
+MINIMUMS = {
+    "epochs": 1, "batch_size": 1, "clips_per_track": 1, "halve_every": 1, "warmup_epochs": 0, "masks": 0, "workers": 0,
+    "batchnorm_batches": 0, "seed": 0, "momentum": 0, "weight_decay": 0, "gain_low": 0, "gain_high": 0, "noise_std": 0,
+    "mix_prob": 0, "label_smoothing": 0, "pretrained_lr_scale": 0,
+}
+MAXIMUMS = {"momentum": 1, "mix_prob": 1, "label_smoothing": 1, "seed": 2**32 - 1}
+RATES = ("lr", "warmup_lr")  # above 0: a rate of 0 trains nothing, a negative one climbs the loss
 
 
 @dataclass
@@ -49,7 +57,20 @@ class TrainConfig:
                               ("schedule", ("step", "cosine"))):
             if getattr(self, name) not in choices:
                 raise MgcError(f"unknown {name} {getattr(self, name)!r} (use {', '.join(choices)})")
+        for name, value in asdict(self).items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise MgcError(f"{name} must be a finite number; got {value}")
+        for name, least in MINIMUMS.items():
+            if getattr(self, name) < least:
+                raise MgcError(f"{name} must be at least {least}; got {getattr(self, name)}")
+        for name, greatest in MAXIMUMS.items():
+            if getattr(self, name) > greatest:
+                raise MgcError(f"{name} must be at most {greatest}; got {getattr(self, name)}")
+        for name in RATES:
+            if getattr(self, name) <= 0:
+                raise MgcError(f"{name} must be above 0; got {getattr(self, name)}")
         hop_samples(self.eval_hop_seconds)  # a hop that would hang validation is refused before training
+        hop_samples(self.feature_hop_seconds)
         check_aggregation(self.aggregate)
 
 

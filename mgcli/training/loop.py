@@ -123,6 +123,7 @@ def fit(
         metrics = {"epoch": epoch + 1, "lr": lr}
         metrics |= train_epoch(trainer, source.rank_batches, optimizer, weights, config, torch_device, console, epoch)
         metrics |= validate(source, bool(valid_tracks), config, torch_device)
+        check_finite_weights(network, epoch)
         metrics["seconds"] = round(time.perf_counter() - began, 2)
         history.append(metrics)
         is_best = is_better(metrics, best)
@@ -201,6 +202,7 @@ def train_epoch(
             loss = clip_loss(logits.float(), targets, weights, config.label_smoothing)
             if distributed.world_size() > 1 and weights is not None:  # so that DDP's average is the global batch's weighted mean
                 loss = loss * distributed.global_share(weights[targets].sum())
+            stop_if_not_finite(loss, epoch, device)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -211,6 +213,26 @@ def train_epoch(
     if distributed.world_size() > 1:  # the ranks take equal batches, so these sums are what one process counts
         total_loss, correct, seen = distributed.sum_over_ranks([total_loss, correct, seen], device)
     return {"train_loss": total_loss / seen, "train_clip_accuracy": correct / seen}
+
+
+def stop_if_not_finite(loss: torch.Tensor, epoch: int, device: torch.device) -> None:
+    """Stop training, before the step, at the first loss that is NaN or infinite: the weights would be next."""
+    not_finite = float(not torch.isfinite(loss).item())
+    if distributed.world_size() > 1:  # every rank stops at the same step, or the others would wait for it forever
+        [not_finite] = distributed.sum_over_ranks([not_finite], device)
+    if not_finite:
+        raise MgcError(diverged(epoch, f"the loss became {loss.item()}"))
+
+
+def check_finite_weights(network: nn.Module, epoch: int) -> None:
+    """Refuse to save weights of an epoch that left any of them NaN or infinite (a step too large for a finite loss)."""
+    if not all(t.isfinite().all() for t in network.state_dict().values() if t.is_floating_point()):
+        raise MgcError(diverged(epoch, "the weights became NaN or infinite"))
+
+
+def diverged(epoch: int, what: str) -> str:
+    """The one line that stops a run whose numbers left the finite ones."""
+    return f"training diverged in epoch {epoch + 1}: {what}; nothing of that epoch was saved (try a lower --lr)"
 
 
 def validate(source: BatchSource, has_valid: bool, config: TrainConfig, device: torch.device) -> dict:
