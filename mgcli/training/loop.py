@@ -92,7 +92,7 @@ def fit(
     state = start_run(network, out, resume, init_backbone, console, model_name, labels, config, split_keys)
     out.mkdir(parents=True, exist_ok=True)
     torch_device = distributed.local_device(pick_device(device))
-    network = place(state.network, torch_device)
+    network = place(network, torch_device)
     optimizer = make_optimizer(config, network, state.pretrained)
     if state.optimizer_state is not None:
         optimizer.load_state_dict(state.optimizer_state)

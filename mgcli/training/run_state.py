@@ -27,9 +27,8 @@ from .config import TrainConfig
 
 @dataclass
 class RunState:
-    """Where a run stands: what `last.pt` keeps so that a resumed run goes on exactly."""
+    """Where a run stands: what `last.pt` keeps, beside the weights, so that a resumed run goes on exactly."""
 
-    network: GenreNetwork
     pretrained: bool  # started from pretrained weights: their parameters learn at pretrained_lr_scale
     start_epoch: int = 0
     history: list[dict] = field(default_factory=list)
@@ -41,8 +40,8 @@ def start_run(
     network: GenreNetwork, out: Path, resume: bool, init_backbone: str | None, console,
     model_name: str, labels: list[str], config: TrainConfig, split_keys: dict,
 ) -> RunState:
-    """The state the run in `out` stopped in (with `resume`), else a new run's; `network` is the
-    freshly built network, which the run's weights (restored or pretrained) are loaded into."""
+    """The state the run in `out` stopped in (with `resume`), else a new run's; the run's weights
+    (restored or pretrained) are loaded into `network`, the freshly built one."""
     last = out / "last.pt"
     if resume and last.exists():
         state = restore(last, network, model_name, labels, config, split_keys)
@@ -50,13 +49,13 @@ def start_run(
         return state
     if last.exists():
         raise MgcError(f"{out} already holds a run: pass --resume to continue it, or choose another --out")
-    return RunState(network, initialise_pretrained(network, init_backbone, console))
+    return RunState(initialise_pretrained(network, init_backbone, console))
 
 
 def restore(
     last: Path, network: GenreNetwork, model_name: str, labels: list[str], config: TrainConfig, split_keys: dict,
 ) -> RunState:
-    """The state of the run in `last`, which must have been trained as this one is asked to be."""
+    """The state of the run in `last`, its weights loaded into `network`; it must have been trained as this one is asked to be."""
     checkpoint = load_checkpoint(last)
     state = checkpoint["train"]
     if checkpoint["model"] != model_name or checkpoint["labels"] != labels:
@@ -71,9 +70,7 @@ def restore(
     if state["split"] != split_keys:
         raise MgcError(f"{last}: was trained on another train/valid split; cannot resume with this one")
     network.load_state_dict(checkpoint["state_dict"])
-    return RunState(
-        network, state.get("pretrained", False), state["epoch"] + 1, state["history"], state["best"], state["optimizer"]
-    )
+    return RunState(state.get("pretrained", False), state["epoch"] + 1, state["history"], state["best"], state["optimizer"])
 
 
 def initialise_pretrained(network: GenreNetwork, init_backbone: str | None, console) -> bool:
