@@ -79,7 +79,7 @@ class FeatureSource:
         self, network: GenreNetwork, train_tracks: list[Track], valid_tracks: list[Track], labels: list[str],
         config: TrainConfig, device: torch.device, console,
     ):
-        network.eval()
+        network.eval()  # the front end's output as inference computes it
         began = time.perf_counter()
         console.print(f"front-end output (cached in the dataset caches where they are): {len(train_tracks)} training tracks every "
                       f"{config.feature_hop_seconds:g} s, {len(valid_tracks)} validation tracks every {config.eval_hop_seconds:g} s")
