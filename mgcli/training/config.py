@@ -57,6 +57,9 @@ class TrainConfig:
                               ("schedule", ("step", "cosine"))):
             if getattr(self, name) not in choices:
                 raise MgcError(f"unknown {name} {getattr(self, name)!r} (use {', '.join(choices)})")
+        hop_samples(self.eval_hop_seconds)  # a hop that would hang validation is refused before training
+        hop_samples(self.feature_hop_seconds)
+        check_aggregation(self.aggregate)
         for name, value in asdict(self).items():
             if isinstance(value, float) and not math.isfinite(value):
                 raise MgcError(f"{name} must be a finite number; got {value}")
@@ -69,9 +72,6 @@ class TrainConfig:
         for name in RATES:
             if getattr(self, name) <= 0:
                 raise MgcError(f"{name} must be above 0; got {getattr(self, name)}")
-        hop_samples(self.eval_hop_seconds)  # a hop that would hang validation is refused before training
-        hop_samples(self.feature_hop_seconds)
-        check_aggregation(self.aggregate)
 
 
 def train_config(**settings) -> TrainConfig:
