@@ -80,7 +80,7 @@ def crossval(
     notify: Callable[[str], None] = quiet,
     **settings,
 ) -> dict:
-    """`mgc crossval`: `cross_validate` on every track of the datasets `data` (see `train`)."""
+    """`mgc crossval`: `cross_validate` on every track of the datasets `data` (settings as in `train.train`)."""
     if distributed.launched():  # every rank would run every fold into the same folder
         raise MgcError("crossval runs in one process; under torchrun train each fold: mgc train --folds K --fold I")
     make_config(model_name, **(overrides or {}))
