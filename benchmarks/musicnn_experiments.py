@@ -24,9 +24,10 @@ import torch
 from mgcli.checkpoint import load_checkpoint
 from mgcli.torch_engine import model_from_checkpoint
 from mgcli.training.cache import read_cache
+from mgcli.training.config import TrainConfig
 from mgcli.training.datasets import apply_split_file, labels_of
 from mgcli.training.evaluate import evaluate_datasets
-from mgcli.training.train import TrainConfig, fit
+from mgcli.training.loop import fit
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"

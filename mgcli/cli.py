@@ -304,7 +304,7 @@ def crossval(
     """K-fold cross-validation as the paper ran it: train and test on every fold, mean ± std."""
     options = dict(locals())  # the parameters, named as the library call's keywords
     from .models import parse_overrides
-    from .training.train import crossval as cross_validate
+    from .training.crossval import crossval as cross_validate
 
     report = cross_validate(**options | {"overrides": parse_overrides(overrides)}, notify=_notify)
     table = Table(title=report["protocol"])

@@ -66,7 +66,8 @@ def tone_dataset(tmp_path_factory) -> Path:
 def trained_run(tone_dataset, tmp_path_factory) -> Path:
     """A tiny model trained on the tone dataset; its run folder holds best.pt and last.pt."""
     from mgcli.training.datasets import find_tracks, labels_of, split_tracks
-    from mgcli.training.train import TrainConfig, fit
+    from mgcli.training.config import TrainConfig
+    from mgcli.training.loop import fit
 
     tracks = find_tracks(tone_dataset)
     split = split_tracks(tracks, valid_fraction=0.34)

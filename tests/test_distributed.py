@@ -19,7 +19,8 @@ from mgcli import MgcError
 from mgcli.checkpoint import load_checkpoint
 from mgcli.training.cache import preprocess, read_cache
 from mgcli.training.datasets import find_tracks, labels_of, split_tracks
-from mgcli.training.train import TrainConfig, fit
+from mgcli.training.config import TrainConfig
+from mgcli.training.loop import fit
 
 # 36 training clips (9 tracks, 4 high and 5 low, x 4 clips): 3 global batches of 12, 6 clips per
 # rank, so no rank's share needs padding. The classes' loss weights differ, and so do the ranks'
@@ -53,14 +54,14 @@ def _without_batchnorm(build):
 
 def _worker(rank: int, port: int, tmp_path: Path, split: dict, labels: list[str]) -> None:
     """One rank: the runs the tests check, recording what this rank writes and its final weights."""
-    import mgcli.training.train as train
+    from mgcli.training import loop, run_state
     from mgcli.training.distributed import from_main, process_group
 
     # What torchrun would set.
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     writes, networks = [], []
-    save_checkpoint, write_text_atomic, build = train.save_checkpoint, train.write_text_atomic, train.build
+    save_checkpoint, write_text_atomic, build = run_state.save_checkpoint, run_state.write_text_atomic, loop.build
 
     def record_checkpoint(checkpoint: dict, path: Path) -> None:
         writes.append(str(path))
@@ -74,7 +75,7 @@ def _worker(rank: int, port: int, tmp_path: Path, split: dict, labels: list[str]
         networks.append(build(*args, **kwargs))
         return networks[-1]
 
-    train.save_checkpoint, train.write_text_atomic, train.build = record_checkpoint, record_text, keep_network
+    run_state.save_checkpoint, run_state.write_text_atomic, loop.build = record_checkpoint, record_text, keep_network
 
     def run(name: str, epochs: int, resume: bool = False) -> None:
         config = TrainConfig(epochs=epochs, **CONFIG)
@@ -93,7 +94,7 @@ def _worker(rank: int, port: int, tmp_path: Path, split: dict, labels: list[str]
         run("parts", epochs=1)
         run("whole", epochs=2)
         run("parts", epochs=2, resume=True)
-        train.build = _without_batchnorm(build)
+        loop.build = _without_batchnorm(build)
         config = TrainConfig(epochs=1, **CONFIG)
         fit("mel-linear", split["train"], [], labels, tmp_path / "plain", config, MEL, "cpu", verbose=False)
     (tmp_path / f"writes-rank{rank}.json").write_text(json.dumps(writes))
@@ -142,10 +143,10 @@ def test_two_ranks_train_as_one_process_does_but_for_batchnorm(two_ranks, monkey
     # 2 ranks differed from one process's by their own size (relative L2 distance 1.0). Without
     # BatchNorm, the ranks' global batches, class-weighted loss and counts must give one
     # process's epoch, to float rounding.
-    import mgcli.training.train as train
+    from mgcli.training import loop
 
     tmp_path, split, labels = two_ranks
-    monkeypatch.setattr(train, "build", _without_batchnorm(train.build))
+    monkeypatch.setattr(loop, "build", _without_batchnorm(loop.build))
     config = TrainConfig(epochs=1, **CONFIG)
     fit("mel-linear", split["train"], [], labels, tmp_path / "plain-one", config, MEL, "cpu", verbose=False)
     one, two = (load_checkpoint(tmp_path / run / "last.pt") for run in ("plain-one", "plain"))

@@ -16,6 +16,7 @@ from mgcli.torch_engine import model_from_checkpoint
 from mgcli.models import MODELS, build, count_parameters, describe, make_config
 from mgcli.models.resnet import ResNet18, SpatialPyramidPool, load_torchvision_resnet18
 from mgcli.models.sinc import MultiScaleSinc, SincConv, WaveformNorm
+from mgcli.training.run_state import pretrained_weights
 
 # A config per registered model, a few thousand times cheaper than the default; no dropout, so a
 # few optimiser steps show learning. clip_samples is TINY_CLIP unless given here.
@@ -343,6 +344,11 @@ def torchvision_resnet18_state_dict(width: int) -> dict[str, torch.Tensor]:
     return state
 
 
+def load_resnet18_file(backbone: ResNet18, path) -> int:
+    """A torchvision file onto a backbone, as training starts from it: read, then copied."""
+    return load_torchvision_resnet18(backbone, pretrained_weights(str(path)), str(path))
+
+
 def test_load_torchvision_resnet18(tmp_path):
     state = torchvision_resnet18_state_dict(width=8)
     assert len(state) == 122  # as torchvision's resnet18
@@ -350,36 +356,36 @@ def test_load_torchvision_resnet18(tmp_path):
     torch.save(state, path)
 
     backbone = ResNet18(width=8)
-    assert load_torchvision_resnet18(backbone, str(path)) == 120  # all but fc.weight, fc.bias
+    assert load_resnet18_file(backbone, path) == 120  # all but fc.weight, fc.bias
     for key, value in backbone.state_dict().items():
         assert torch.equal(value, state[key]), key
 
     # Older torchvision files have no num_batches_tracked.
     old_style = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
     torch.save(old_style, path)
-    assert load_torchvision_resnet18(ResNet18(width=8), str(path)) == 100
+    assert load_resnet18_file(ResNet18(width=8), path) == 100
 
 
 def test_load_torchvision_resnet18_errors(tmp_path):
     wrong_width = tmp_path / "wide.pth"
     torch.save(torchvision_resnet18_state_dict(width=16), wrong_width)
     with pytest.raises(MgcError, match="wide.pth.*backbone_width=64"):
-        load_torchvision_resnet18(ResNet18(width=8), str(wrong_width))
+        load_resnet18_file(ResNet18(width=8), wrong_width)
 
     with pytest.raises(MgcError, match="missing.pth"):
-        load_torchvision_resnet18(ResNet18(width=8), str(tmp_path / "missing.pth"))
+        load_resnet18_file(ResNet18(width=8), tmp_path / "missing.pth")
 
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"not a checkpoint")
     with pytest.raises(MgcError, match="garbage.pth"):
-        load_torchvision_resnet18(ResNet18(width=8), str(garbage))
+        load_resnet18_file(ResNet18(width=8), garbage)
 
     not_a_dict = tmp_path / "list.pth"
     torch.save([torch.zeros(1)], not_a_dict)
     with pytest.raises(MgcError, match="not a state dict"):
-        load_torchvision_resnet18(ResNet18(width=8), str(not_a_dict))
+        load_resnet18_file(ResNet18(width=8), not_a_dict)
 
     other_keys = tmp_path / "other.pth"
     torch.save({"encoder.weight": torch.zeros(1)}, other_keys)
     with pytest.raises(MgcError, match="not a torchvision resnet18"):
-        load_torchvision_resnet18(ResNet18(width=8), str(other_keys))
+        load_resnet18_file(ResNet18(width=8), other_keys)

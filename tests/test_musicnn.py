@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -131,7 +132,8 @@ def test_frozen_musicnn_trains_on_features_computed_once(tmp_path, tone_dataset,
     from mgcli.inference import classify
     from mgcli.training import features as feature_train
     from mgcli.training.datasets import find_tracks, labels_of, split_tracks
-    from mgcli.training.train import TrainConfig, fit
+    from mgcli.training.config import TrainConfig
+    from mgcli.training.loop import fit
 
     calls = []
     compute = feature_train.track_features
@@ -166,7 +168,8 @@ def test_frozen_musicnn_trains_on_features_computed_once(tmp_path, tone_dataset,
 
 def test_unfrozen_musicnn_trains_end_to_end(tmp_path, tone_dataset):
     from mgcli.training.datasets import find_tracks, labels_of, split_tracks
-    from mgcli.training.train import TrainConfig, fit
+    from mgcli.training.config import TrainConfig
+    from mgcli.training.loop import fit
 
     tracks = find_tracks(tone_dataset)
     split = split_tracks(tracks, valid_fraction=0.34)
@@ -265,3 +268,45 @@ def test_mgc_ensemble_joins_checkpoints_and_refuses_others(tmp_path, capsys):
     assert mgc("ensemble", str(paths[0]), str(tmp_path / "bbnn.pt"), "--out", str(tmp_path / "x.pt")) == 2
     assert "an ensemble is made of musicnn ones" in capsys.readouterr().err
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_mgc_train_musicnn_resumes_an_interrupted_run_to_the_weights_of_an_uninterrupted_one(
+    capsys, tmp_path, tone_dataset, monkeypatch, one_thread
+):
+    """The shipped recipe (musicnn on the shipped tagger, its front end frozen and its output cached),
+    stopped by Ctrl-C once its second epoch is saved and resumed, ends where the run that never stopped ends."""
+    from test_cli import mgc
+
+    from mgcli.training import loop
+
+    train = ["train", "--data", tone_dataset, "--model", "musicnn", "--epochs", "4", "--warmup-epochs", "1",
+             "--optimizer", "adam", "--lr", "0.003", "--batch-size", "8", "--eval-hop", "1.0", "--device", "cpu",
+             "--cache", tmp_path / "cache"]  # one cache: later runs read the audio and features the first cached
+    assert mgc(capsys, *train, "--out", tmp_path / "whole")[0] == 0
+
+    save_epoch = loop.save_epoch
+
+    def interrupt_after_epoch_2(*args, **kwargs):
+        save_epoch(*args, **kwargs)
+        if args[4]["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop, "save_epoch", interrupt_after_epoch_2)
+    assert mgc(capsys, *train, "--out", tmp_path / "parts")[0] == 130
+    monkeypatch.setattr(loop, "save_epoch", save_epoch)
+    code, _, err = mgc(capsys, *train, "--out", tmp_path / "parts")
+    assert code == 2 and "--resume" in err  # a run is never overwritten unasked
+    code, _, err = mgc(capsys, *train, "--out", tmp_path / "parts", "--resume")
+    assert code == 0 and "resuming" in err and "at epoch 3" in err
+
+    whole, parts = (load_checkpoint(tmp_path / run / "last.pt") for run in ("whole", "parts"))
+    assert whole["train"]["epoch"] == parts["train"]["epoch"] == 3
+    for key, tensor in whole["state_dict"].items():
+        assert torch.equal(tensor, parts["state_dict"][key]), key
+    logs = [[{k: v for k, v in json.loads(line).items() if k != "seconds"} for line in (tmp_path / run / "log.jsonl").read_text().splitlines()]
+            for run in ("whole", "parts")]
+    assert len(logs[0]) == 4 and logs[0] == logs[1]
+    # The mid end trained (the comparison means something); the frozen front end did not.
+    tagger = load_checkpoint(WEIGHTS_DIR / "musicnn-msd.pt")["state_dict"]
+    assert not torch.equal(whole["state_dict"]["midend.0.conv.weight"], tagger["midend.0.conv.weight"])
+    assert torch.equal(whole["state_dict"]["timbral.0.conv.weight"], tagger["timbral.0.conv.weight"])

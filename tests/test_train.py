@@ -15,7 +15,8 @@ from mgcli.models import build
 from mgcli.training.cache import preprocess, read_cache
 from mgcli.training.datasets import find_tracks, labels_of, split_tracks
 from mgcli.training.evaluate import classification_report, evaluate_tracks
-from mgcli.training.train import TrainConfig, fit, learning_rate
+from mgcli.training.config import TrainConfig, learning_rate
+from mgcli.training.loop import fit
 
 
 def test_two_separable_classes_are_learnt(trained_run, tone_dataset):
@@ -109,7 +110,7 @@ def test_classification_report_counts():
 def test_batchnorm_recalibration_measures_the_data_the_weights_see():
     from torch import nn
 
-    from mgcli.training.train import recalibrate_batchnorm
+    from mgcli.training.loop import recalibrate_batchnorm
 
     network = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3))
     network[1].running_mean.fill_(100.0)  # stale statistics from weights long gone
@@ -132,7 +133,7 @@ def test_a_last_batch_of_one_clip_is_dropped_not_crashed_on(tone_dataset, tmp_pa
 
 
 def test_clip_loss_is_cross_entropy_and_smooths_towards_uniform_not_towards_heavy_classes():
-    from mgcli.training.train import clip_loss
+    from mgcli.training.loop import clip_loss
 
     logits, targets = torch.randn(6, 4), torch.tensor([0, 1, 2, 3, 0, 1])
     weights = torch.tensor([1.0, 2.0, 0.5, 20.0])

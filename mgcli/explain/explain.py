@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ from ..models import MODELS, build
 from ..models.base import ImageInput
 from ..torch_engine import GenreModel
 from .plot import draw_explanation, require_matplotlib
+from .results import Explanation, InputExplanation
 
 
 def image_inputs(model: GenreModel) -> list[ImageInput]:
@@ -41,26 +41,6 @@ def _models_with_image_inputs() -> list[str]:
     """The registry's models that have a 2D input, in registry order."""
     with torch.device("meta"):  # shapes only: no memory, no initialisation cost
         return [name for name in MODELS if build(name).image_inputs()]
-
-
-@dataclass
-class InputExplanation:
-    """Maps over one 2D input for a whole track: back-to-back clips side by side on the time axis."""
-
-    name: str
-    image: np.ndarray  # [H, n_clips * W]: the input image, mean over its channels
-    grad_cam: np.ndarray  # [H, n_clips * W] in [0, 1]; 1 is the strongest evidence anywhere in the track
-    integrated_gradients: np.ndarray  # [H, n_clips * W], summed over channels: > 0 speaks for the genre
-
-
-@dataclass
-class Explanation:
-    path: str
-    label: str  # the genre explained
-    labels: list[str]
-    clip_seconds: float
-    timeline: list[dict]  # inference.timeline of the back-to-back clips: each clip's genre probabilities
-    inputs: list[InputExplanation]
 
 
 def explain_file(model: GenreModel, path: str | Path, label: str | None = None, steps: int = 16) -> Explanation:

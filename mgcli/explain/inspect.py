@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ from ..models.mel import LOG_FLOOR, LogMel
 from ..models.sinc import SincConv
 from ..torch_engine import GenreModel
 from .plot import draw_sinc_cutoffs, draw_sinc_responses, draw_spectrograms, require_matplotlib
+from .results import ClipSpectrograms, SincFilters
 
 # The hand-made spectrograms of `clip_spectrograms`: the paper's mel settings (window 512, hop 128 at 16 kHz).
 N_FFT = 512
@@ -34,21 +34,6 @@ HOP_LENGTH = 128
 
 N_MELS = 128
 HPSS_KERNEL = 17  # median filter length, in frames and in bins (Fitzgerald's choice)
-
-
-@dataclass
-class SincFilters:
-    """One learned sinc bank: every filter's cut-offs now and at initialisation, its taps and frequency responses."""
-
-    name: str  # where the bank sits in the network, e.g. front_end.banks.0.sinc
-    sample_rate: int
-    low_hz: np.ndarray  # [K] learned low cut-offs f1
-    high_hz: np.ndarray  # [K] learned high cut-offs f2
-    init_low_hz: np.ndarray  # [K] the mel-scale start of f1
-    init_high_hz: np.ndarray  # [K] the mel-scale start of f2
-    taps: np.ndarray  # [K, L] impulse responses
-    response_hz: np.ndarray  # [n_freqs]
-    response_db: np.ndarray  # [K, n_freqs] magnitude responses, 20 log10 |H|; the passband is near 0 dB
 
 
 def sinc_filters(network: nn.Module, n_fft: int = 4096) -> list[SincFilters]:
@@ -78,21 +63,6 @@ def sinc_filters(network: nn.Module, n_fft: int = 4096) -> list[SincFilters]:
             )
         )
     return banks
-
-
-@dataclass
-class ClipSpectrograms:
-    """One clip seen by the network's sinc front end and by four hand-made spectrograms (log power)."""
-
-    path: str
-    start: float  # seconds
-    clip_seconds: float
-    learned: np.ndarray | None  # [n_banks, K, W]: the multi-scale sinc representation; None without one
-    learned_taps: list[int]  # filter length of each bank of `learned`
-    mel: np.ndarray  # [N_MELS, frames]
-    linear: np.ndarray  # [N_FFT // 2 + 1, frames]
-    harmonic: np.ndarray  # [N_FFT // 2 + 1, frames]
-    percussive: np.ndarray  # [N_FFT // 2 + 1, frames]
 
 
 def clip_spectrograms(model: GenreModel, path: str | Path, start: float | None = None) -> ClipSpectrograms:

@@ -17,13 +17,11 @@ import numpy as np
 
 from .. import MgcError
 from ..audio import SAMPLE_RATE, hz_to_mel, mel_to_hz
+from .results import ClipSpectrograms, Explanation, SincFilters
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
-
-    from .explain import Explanation
-    from .inspect import ClipSpectrograms, SincFilters
 
 DPI = 100
 EXPLAIN_PIXELS = (1400, 1000)  # mgc explain

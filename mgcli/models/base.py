@@ -28,7 +28,7 @@ class GenreNetwork(nn.Module):
 
     Optional abilities, each with a default here that a model overrides when it has the ability:
     - `has_fast_path` and `span_logits`: the exact fast path of inference over overlapping clips;
-    - `channels_last`: the memory layout `inference.place` gives the network;
+    - `channels_last`: the memory layout `torch_engine.place` gives the network;
     - `image_inputs`: the 2D inputs that `mgc explain` maps;
     - `learned_spectrogram` and `learned_taps`: the learned sinc representation `mgc inspect` shows;
     - `init_backbone`, `shipped_backbone` and `trains_on_features`: pretrained weights, and
@@ -58,13 +58,15 @@ class GenreNetwork(nn.Module):
         """The filter length of each bank of `learned_spectrogram`."""
         return []
 
-    def init_backbone(self, source: str) -> int:
-        """Load pretrained weights from `source` into the network; the number of tensors loaded."""
+    def init_backbone(self, weights: dict[str, Tensor], source: str) -> int:
+        """Copy pretrained `weights`, read from the file `source` (named in errors), into the network;
+        the number of tensors loaded. Training reads the file (`training.run_state.pretrained_weights`)."""
         raise MgcError("this model has no pretrained backbone to initialise")
 
     @property
     def shipped_backbone(self) -> str | None:
-        """The shipped weights a new network starts from when no others are given; None: from scratch."""
+        """The file of mgcli's shipped weights (in `shipped.WEIGHTS_DIR`) a new network starts from
+        when no others are given; None: from scratch."""
         return None
 
     @property

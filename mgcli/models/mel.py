@@ -85,9 +85,9 @@ class ResNetMel(GenreNetwork):
         image = self.input_norm(self.front_end(self.wave_norm(wave)).unsqueeze(1))
         return self.head(self.pool(self.backbone(image.expand(-1, 3, -1, -1))))
 
-    def init_backbone(self, source: str) -> int:
+    def init_backbone(self, weights: dict[str, Tensor], source: str) -> int:
         """Load torchvision ImageNet resnet18 weights into the backbone, as SincResNet.init_backbone."""
-        return load_torchvision_resnet18(self.backbone, source)
+        return load_torchvision_resnet18(self.backbone, weights, source)
 
     def image_inputs(self) -> list[ImageInput]:
         return [ImageInput("log-mel", self.input_norm, self.backbone)]

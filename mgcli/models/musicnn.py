@@ -164,7 +164,7 @@ class Musicnn(GenreNetwork):
     hundred tracks estimate them worse than the Million Song Dataset did.
     """
 
-    channels_last = False  # one-channel 2D convolutions: see inference.place
+    channels_last = False  # one-channel 2D convolutions: see torch_engine.place
 
     def __init__(self, config: MusicnnConfig):
         super().__init__()
@@ -249,16 +249,22 @@ class Musicnn(GenreNetwork):
     def forward(self, wave: Tensor) -> Tensor:
         return self.from_front_features(self.front_features(wave))
 
-    def init_backbone(self, source: str) -> int:
-        """Load a musicnn tagger checkpoint (weights/musicnn-msd.pt) into everything but the genre layer."""
-        return load_pretrained(self, source, skip="head.")
+    def init_backbone(self, weights: dict[str, Tensor], source: str) -> int:
+        """Copy a musicnn tagger's weights (weights/musicnn-msd.pt) into everything but the genre layer."""
+        target = self.state_dict()
+        wanted = {name for name in target if not name.startswith("head.")}
+        missing = sorted(name for name in wanted if name not in weights or weights[name].shape != target[name].shape)
+        if missing:
+            raise MgcError(f"{source}: not a musicnn tagger for this network (no tensor for {missing[0]})")
+        with torch.no_grad():
+            for name in wanted:
+                target[name].copy_(weights[name])
+        return len(wanted)
 
     @property
     def shipped_backbone(self) -> str | None:
-        """The shipped tagger `pretrained` names, weights/musicnn-<pretrained>.pt; None for none."""
-        from mgcli.shipped import WEIGHTS_DIR
-
-        return str(WEIGHTS_DIR / f"musicnn-{self.config.pretrained}.pt") if self.config.pretrained else None
+        """The shipped tagger `pretrained` names, musicnn-<pretrained>.pt; None for none."""
+        return f"musicnn-{self.config.pretrained}.pt" if self.config.pretrained else None
 
     @property
     def trains_on_features(self) -> bool:
@@ -286,7 +292,7 @@ class MusicnnEnsemble(GenreNetwork):
     mean probability. Built from trained members by `ensemble_of`.
     """
 
-    channels_last = False  # one-channel 2D convolutions: see inference.place
+    channels_last = False  # one-channel 2D convolutions: see torch_engine.place
 
     def __init__(self, config: MusicnnEnsembleConfig):
         super().__init__()
@@ -342,7 +348,7 @@ class MusicnnVGG(GenreNetwork):
     flattened time, frequency, channel), dropout, dense 50 tag logits. 0.60M parameters.
     """
 
-    channels_last = False  # one-channel 2D convolutions: see inference.place
+    channels_last = False  # one-channel 2D convolutions: see torch_engine.place
 
     def __init__(self, config: MusicnnVGGConfig):
         super().__init__()
@@ -371,18 +377,3 @@ class MusicnnVGG(GenreNetwork):
     def is_tagger(self) -> bool:
         return True  # its only output is the tag layer
 
-
-def load_pretrained(network: nn.Module, path: str, skip: str) -> int:
-    """Copy a converted tagger checkpoint's tensors into `network`, except those under `skip`."""
-    from mgcli.checkpoint import load_checkpoint
-
-    source = load_checkpoint(path)["state_dict"]
-    target = network.state_dict()
-    wanted = {name for name in target if not name.startswith(skip)}
-    missing = sorted(name for name in wanted if name not in source or source[name].shape != target[name].shape)
-    if missing:
-        raise MgcError(f"{path}: not a musicnn tagger for this network (no tensor for {missing[0]})")
-    with torch.no_grad():
-        for name in wanted:
-            target[name].copy_(source[name])
-    return len(wanted)

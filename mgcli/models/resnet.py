@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mgcli import MgcError, first_line
+from mgcli import MgcError
 
 
 class BasicBlock(nn.Module):
@@ -72,20 +72,14 @@ class ResNet18(nn.Module):
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
 
-def load_torchvision_resnet18(backbone: ResNet18, path: str) -> int:
-    """Copy a torchvision resnet18 state-dict file onto `backbone` by name; returns how many tensors were loaded.
+def load_torchvision_resnet18(backbone: ResNet18, state: dict[str, Tensor], path: str) -> int:
+    """Copy a torchvision resnet18 state dict, read from the file `path`, onto `backbone` by name;
+    returns how many tensors were loaded.
 
     `fc.*` (the ImageNet classifier) is skipped. BatchNorm `num_batches_tracked` counters may be
-    absent (older torchvision files lack them). Raises MgcError naming the file when it cannot be
-    read, is not a state dict, or does not fit the backbone.
+    absent (older torchvision files lack them). Raises MgcError naming the file when the tensors
+    do not fit the backbone.
     """
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch.load raises many types (OSError, RuntimeError, UnpicklingError, EOFError ...)
-        raise MgcError(f"cannot read backbone weights {path}: {first_line(error)}") from error
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise MgcError(f"backbone weights {path} are not a state dict (a dict of tensors)")
-
     weights = {name: tensor for name, tensor in state.items() if not name.startswith("fc.")}
     ours = backbone.state_dict()
     missing = [n for n in ours if n not in weights and not n.endswith("num_batches_tracked")]

@@ -111,9 +111,9 @@ class SincResNet(GenreNetwork):
         # Channels-last runs ResNet-18's convolutions about 20% faster on the CPU (oneDNN's native layout).
         return self.head(self.pool(self.backbone(image.contiguous(memory_format=torch.channels_last))))
 
-    def init_backbone(self, source: str) -> int:
+    def init_backbone(self, weights: dict[str, Tensor], source: str) -> int:
         """Load torchvision ImageNet resnet18 weights into the backbone (the paper starts from them)."""
-        return load_torchvision_resnet18(self.backbone, source)
+        return load_torchvision_resnet18(self.backbone, weights, source)
 
     def image_inputs(self) -> list[ImageInput]:
         return [ImageInput("learned sinc spectrogram", self.front_end, self.backbone)]

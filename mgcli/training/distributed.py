@@ -2,7 +2,7 @@
 
 torchrun starts N copies of `mgc train` and tells each its place in the environment
 (WORLD_SIZE, RANK, LOCAL_RANK, MASTER_ADDR, MASTER_PORT). `process_group` joins them
-(gloo on the CPU, NCCL on CUDA, one GPU per rank: cuda:LOCAL_RANK); `train.fit` then
+(gloo on the CPU, NCCL on CUDA, one GPU per rank: cuda:LOCAL_RANK); `loop.fit` then
 trains with DistributedDataParallel whenever a process group is up:
 
 - `--batch-size` stays the global batch: each rank takes batch_size / N clips per step,
@@ -123,7 +123,7 @@ def from_main(make: Callable[[], T]) -> T:
 def global_share(weight: torch.Tensor) -> torch.Tensor:
     """world size × this rank's `weight` / all ranks' `weight` summed: the factor for a rank's mean loss.
 
-    Each rank's loss is a mean over its clips weighted by class (`train.clip_loss`), and DDP
+    Each rank's loss is a mean over its clips weighted by class (`loop.clip_loss`), and DDP
     averages the ranks' gradients. Scaled by this factor (its clip weights' sum as `weight`),
     that average is the gradient of the weighted mean over the whole global batch, as one
     process computes it, even when one rank holds the clips of a heavily weighted class.

@@ -1,35 +1,39 @@
-"""Training on a frozen front end's cached output: the musicnn probe and the front-end-frozen fine-tune.
+"""A frozen front end's cached output as the training loop's source of batches: the musicnn probe
+and the front-end-frozen fine-tune.
 
 When a pretrained network's front end is frozen (`freeze` in its config), it gives every clip
 the same output in every epoch, so computing it each epoch would waste most of the training
-time (musicnn's front end is 95% of its cost). `fit_on_features` computes it once per clip,
+time (musicnn's front end is 95% of its cost). `FeatureSource` computes it once per clip,
 for overlapping clips of every training track (`feature_hop_seconds` apart) and for the
-validation clips, and then trains the rest of the network on those features: each epoch
-draws `clips_per_track` cached clips per track. Tracks from an `mgc preprocess` cache keep
+validation clips, and the loop then trains the rest of the network on those features: each
+epoch draws `clips_per_track` cached clips per track. Tracks from an `mgc preprocess` cache keep
 their features in it (FEATURES/<digest of the front end's weights>-<hop>/, beside the
 decoded audio), so the next run with the same front end starts at once. There is no
 waveform augmentation (the features are fixed); dropout and the class-weighted loss remain.
-Checkpoints, the log and the choice of the best epoch are those of `train.fit`, and the
+Everything else (checkpoints, the log, the best epoch, resume) is the loop's, and the
 checkpoints are ordinary whole-network checkpoints that predict and evaluate read as any other.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import time
-from dataclasses import asdict
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
-from .. import MgcError
 from ..clips import cut_clips, hop_samples
 from ..files import save_npy_atomic
+from ..models.base import GenreNetwork
 from ..models.musicnn import FRONT_END_PREFIXES
 from ..torch_engine import pick_device, place
 from .augment import epoch_seed
 from .cache import Track, load_wave, to_float
+from .config import TrainConfig
 from .evaluate import score_tracks
 
 FEATURE_BATCH = 16  # clips per forward pass of the front end
@@ -68,71 +72,62 @@ def front_end_digest(network: torch.nn.Module) -> str:
     return digest.hexdigest()[:16]
 
 
-def fit_on_features(
-    model_name: str, network: torch.nn.Module, train_tracks: list[Track], valid_tracks: list[Track],
-    labels: list[str], out: Path, config, device: str, console,
-) -> list[dict]:
-    """Train the unfrozen part of `network` on cached features of its frozen part (see the module doc)."""
-    from .train import (
-        _class_weights, _epoch_line, _is_better, _optimizer, clip_loss, learning_rate, save_epoch, valid_metrics,
-    )
+class FeatureSource:
+    """Batches of cached front-end outputs: `clips_per_track` clips per training track per epoch, drawn
+    from (seed, epoch) alone, in `batch_size` batches (one process: `batches` and `rank_batches` are one)."""
 
-    out.mkdir(parents=True, exist_ok=True)
-    torch_device = pick_device(device)
-    place(network, torch_device)
-    network.eval()
-    began = time.perf_counter()
-    console.print(f"front-end output (cached in the dataset caches where they are): {len(train_tracks)} training tracks every "
-                  f"{config.feature_hop_seconds:g} s, {len(valid_tracks)} validation tracks every {config.eval_hop_seconds:g} s")
-    train_features = track_features(network, train_tracks, config.feature_hop_seconds, torch_device)
-    valid_features = track_features(network, valid_tracks, config.eval_hop_seconds, torch_device)
-    console.print(f"cached {sum(len(f) for f in train_features)} + {sum(len(f) for f in valid_features)} clips "
-                  f"in {time.perf_counter() - began:.0f} s")
-    train_targets = [labels.index(t.label) for t in train_tracks]
-    valid_targets = [labels.index(t.label) for t in valid_tracks]
-
-    optimizer = _optimizer(config, network, pretrained=True)
-    weights = _class_weights(config, train_tracks, labels)
-    if weights is not None:
-        weights = weights.to(torch_device)
-    history, best = [], None
-    for epoch in range(config.epochs):
+    def __init__(
+        self, network: GenreNetwork, train_tracks: list[Track], valid_tracks: list[Track], labels: list[str],
+        config: TrainConfig, device: torch.device, console,
+    ):
+        network.eval()  # the front end's output as inference computes it
         began = time.perf_counter()
-        rng = np.random.default_rng(epoch_seed(config.seed, epoch))
-        torch.manual_seed(epoch_seed(config.seed, epoch))  # dropout
-        plan = [(track, int(clip)) for track, clips in enumerate(train_features)
-                for clip in rng.integers(0, len(clips), config.clips_per_track)]
-        plan = [plan[i] for i in rng.permutation(len(plan))]
-        lr = learning_rate(config, epoch)
-        for group in optimizer.param_groups:
-            group["lr"] = lr * group["lr_scale"]
-        network.train()
-        total_loss, correct = 0.0, 0
-        for start in range(0, len(plan), config.batch_size):
-            batch = plan[start : start + config.batch_size]
-            features = torch.stack([train_features[t][c] for t, c in batch]).to(torch_device)
-            targets = torch.tensor([train_targets[t] for t, _ in batch], device=torch_device)
-            logits = network.from_front_features(features)
-            loss = clip_loss(logits, targets, weights, config.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total_loss += loss.item() * len(batch)
-            correct += (logits.argmax(1) == targets).sum().item()
-        network.eval()
-        metrics = {"epoch": epoch + 1, "lr": lr, "train_loss": total_loss / len(plan),
-                   "train_clip_accuracy": correct / len(plan)}
-        if valid_tracks:
-            with torch.inference_mode():
-                scored = [(target, network.from_front_features(f.to(torch_device)).float().cpu().numpy())
-                          for target, f in zip(valid_targets, valid_features)]
-            metrics |= valid_metrics(score_tracks(scored, labels, config.aggregate))
-        metrics["seconds"] = round(time.perf_counter() - began, 2)
-        history.append(metrics)
-        is_best = _is_better(metrics, best)
-        best = metrics if is_best else best
-        save_epoch(out, model_name, network, labels, {"epoch": epoch, "config": asdict(config), "history": history, "best": best}, is_best)
-        console.print(_epoch_line(metrics, bool(valid_tracks), is_best))
-    if not history:
-        raise MgcError("no epochs to train (--epochs must be at least 1)")
-    return history
+        console.print(f"front-end output (cached in the dataset caches where they are): {len(train_tracks)} training tracks every "
+                      f"{config.feature_hop_seconds:g} s, {len(valid_tracks)} validation tracks every {config.eval_hop_seconds:g} s")
+        self.train_features = track_features(network, train_tracks, config.feature_hop_seconds, device)
+        self.valid_features = track_features(network, valid_tracks, config.eval_hop_seconds, device)
+        console.print(f"cached {sum(len(f) for f in self.train_features)} + {sum(len(f) for f in self.valid_features)} clips "
+                      f"in {time.perf_counter() - began:.0f} s")
+        self.train_targets = [labels.index(t.label) for t in train_tracks]
+        self.valid_targets = [labels.index(t.label) for t in valid_tracks]
+        self.module: nn.Module = FromFrontFeatures(network)
+        self.network, self.labels, self.config, self.device = network, labels, config, device
+        self.plan: list[tuple[int, int]] = []  # (track, clip) of every training clip of the epoch, in order
+        self.batches = self.rank_batches = self
+
+    def set_epoch(self, epoch: int) -> None:
+        rng = np.random.default_rng(epoch_seed(self.config.seed, epoch))
+        plan = [(track, int(clip)) for track, clips in enumerate(self.train_features)
+                for clip in rng.integers(0, len(clips), self.config.clips_per_track)]
+        self.plan = [plan[i] for i in rng.permutation(len(plan))]
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.plan) / self.config.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for start in range(0, len(self.plan), self.config.batch_size):
+            batch = self.plan[start : start + self.config.batch_size]
+            yield (torch.stack([self.train_features[t][c] for t, c in batch]),
+                   torch.tensor([self.train_targets[t] for t, _ in batch]))
+
+    def validation_report(self) -> dict:
+        """The cached clips of every validation track, aggregated per track."""
+        with torch.inference_mode():
+            scored = [(target, self.network.from_front_features(f.to(self.device)).float().cpu().numpy())
+                      for target, f in zip(self.valid_targets, self.valid_features)]
+        return score_tracks(scored, self.labels, self.config.aggregate)
+
+
+class FromFrontFeatures(nn.Module):
+    """A network seen from its front end's output: `front_features` in, logits out.
+
+    It runs in float32 even under CUDA's autocast, as training on features always has.
+    """
+
+    def __init__(self, network: GenreNetwork):
+        super().__init__()
+        self.network = network
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(features.device.type, enabled=False):
+            return self.network.from_front_features(features)
