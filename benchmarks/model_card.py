@@ -63,6 +63,7 @@ def split_markdown(name: str, report: dict, labels: list[str]) -> str:
         f"| clip accuracy | {clip['accuracy']:.3f} |",
         f"| macro recall (tracks, genres present in valid) | {track['macro']['recall']:.3f} |",
         f"| macro precision / F1 | {track['macro']['precision']:.3f} / {track['macro']['f1']:.3f} |",
+        *calibration_rows(report["calibration"]),
         "",
         "| genre | recall | precision | valid tracks |",
         "|---|---:|---:|---:|",
@@ -82,6 +83,19 @@ def split_markdown(name: str, report: dict, labels: list[str]) -> str:
     for label, row in zip(labels, track["confusion"]):
         lines.append(f"| {label} | " + " | ".join(str(v) if v else "·" for v in row) + " |")
     return "\n".join(lines)
+
+
+def calibration_rows(calibration: dict) -> list[str]:
+    """The track probabilities' calibration error and log-likelihood, before and after the checkpoint's temperature."""
+    return [
+        f"| mean top probability (tracks): uncalibrated → calibrated "
+        f"| {calibration['confidence_uncalibrated']:.3f} → {calibration['confidence']:.3f} |",
+        f"| calibration error (ECE, tracks, 10 bins): uncalibrated → temperature {calibration['temperature']:.3f} "
+        f"| {calibration['ece_uncalibrated']:.3f} → {calibration['ece']:.3f} |",
+        f"| ECE a perfectly calibrated model would show on these tracks (simulated) | {calibration['ece_if_calibrated']:.3f} |",
+        f"| negative log-likelihood (tracks): uncalibrated → calibrated | {calibration['nll_uncalibrated']:.3f} → {calibration['nll']:.3f} |",
+        f"| calibration error (ECE) of the clips' own probabilities | {calibration['clip_ece']:.3f} |",
+    ]
 
 
 def runs_markdown(runs: list[Path]) -> str:

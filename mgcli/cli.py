@@ -365,6 +365,7 @@ def _print_report(report: dict, labels: list[str], title: str) -> None:
                         f"{calibration['ece']:.3f} (uncalibrated {calibration['ece_uncalibrated']:.3f}; "
                         f"a calibrated model shows about {calibration['ece_if_calibrated']:.3f} on {track['count']} tracks)")
         summary.add_row("negative log-likelihood (tracks)", f"{calibration['nll']:.3f} (uncalibrated {calibration['nll_uncalibrated']:.3f})")
+        summary.add_row("calibration error, ECE (clips, their own softmax)", f"{calibration['clip_ece']:.3f}")
     out.print(summary)
     if "ece" in calibration:
         out.print(_reliability_table(calibration["reliability"]))

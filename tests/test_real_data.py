@@ -63,6 +63,6 @@ def test_the_model_card_quotes_what_the_shipped_weights_score():
     if not (SHARED_GTZAN.parent / "emotify").is_dir():
         pytest.skip("../shared/data/emotify is not here")
     # the train-only twin of the default: the one whose valid figures the card can quote
-    model = load_model(ROOT / "weights" / "default-train-only.pt", "cpu")
+    model = load_model(ROOT / "weights" / "default-train-only.pt", "cpu", engine="torch")
     card = (ROOT / "weights" / "README.md").read_text()
     assert figures_markdown(valid_reports(model, SHARED_GTZAN.parent), model.labels) in card

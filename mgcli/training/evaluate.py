@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import MgcError, quiet
 from ..audio import DEFAULT_HOP_SECONDS
-from ..calibration import calibration_report
+from ..calibration import calibration_report, expected_calibration_error
 from ..clips import hop_samples
 from ..files import check_output_file, write_text_atomic
 from ..inference import AGGREGATIONS, aggregate, check_aggregation, load_model, track_logits
@@ -120,25 +120,30 @@ def score_tracks(
 
     Returns {"clip": report, "track": report for `aggregation`, "track_accuracy": {aggregation: acc},
     "loss": mean clip cross-entropy, "calibration": calibration.calibration_report of the tracks'
-    `aggregation` probabilities under `temperature`, "aggregate"}. Calibration never moves a
-    track's argmax, so the accuracies do not depend on the temperature.
+    `aggregation` probabilities under `temperature`, with "clip_ece", the clips' own softmax's,
+    "aggregate"}. Calibration never moves a track's argmax, so no accuracy depends on the temperature.
     """
     clip_true: list[int] = []
     clip_pred: list[int] = []
     track_true: list[int] = []
     track_pred: dict[str, list[int]] = {m: [] for m in AGGREGATIONS}
     track_probabilities = []  # of `aggregation`, uncalibrated
+    clip_probabilities = []
     losses = []
     for target, logits in scored:
         shifted = logits - logits.max(axis=1, keepdims=True)
         log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         losses.append(-log_probs[:, target].mean())
+        clip_probabilities.append(np.exp(log_probs))
         clip_true += [target] * len(logits)
         clip_pred += logits.argmax(axis=1).tolist()
         track_true.append(target)
         for m in AGGREGATIONS:
             track_pred[m].append(int(aggregate(logits, m).argmax()))
         track_probabilities.append(aggregate(logits, aggregation))
+    calibration = calibration_report(np.array(track_probabilities), np.array(track_true, dtype=int), temperature)
+    if scored:
+        calibration["clip_ece"] = expected_calibration_error(np.concatenate(clip_probabilities), np.array(clip_true))
     return {
         "clip": classification_report(clip_true, clip_pred, labels),
         "track": classification_report(track_true, track_pred[aggregation], labels),
@@ -146,7 +151,7 @@ def score_tracks(
             m: float(np.mean(np.equal(track_true, p))) if track_true else 0.0 for m, p in track_pred.items()
         },
         "loss": float(np.mean(losses)) if losses else float("nan"),
-        "calibration": calibration_report(np.array(track_probabilities), np.array(track_true, dtype=int), temperature),
+        "calibration": calibration,
         "aggregate": aggregation,
     }
 
