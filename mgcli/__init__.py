@@ -8,6 +8,8 @@ only by what needs it (training, the PyTorch engine), so that `mgc --help` answe
 
 from __future__ import annotations
 
+import re
+
 __version__ = "0.1.0"
 
 
@@ -19,6 +21,17 @@ def first_line(error: BaseException | str) -> str:
     """The first line of an error's message (200 characters at most), for one-line reports; its type without one."""
     text = str(error).strip()
     return text.splitlines()[0][:200] if text else type(error).__name__
+
+
+# C0 and C1 control characters, and the stand-ins (U+DC80-U+DCFF) of the bytes of a name that is not UTF-8.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\udc80-\udcff]")
+
+
+def printable(text: str) -> str:
+    """`text` safe to print on a terminal: a control character (a file name holding ESC [2J would
+    clear the screen) or a byte of a name that is not UTF-8 (which a UTF-8 terminal cannot be sent)
+    becomes an escape, "\\x1b" or "\\xff"."""
+    return _UNPRINTABLE.sub(lambda char: f"\\x{ord(char[0]) & 0xFF:02x}", text)
 
 
 def quiet(message: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import stat
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,9 +29,20 @@ CLIP_SAMPLES = int(SAMPLE_RATE * CLIP_SECONDS)  # 48,000
 DEFAULT_HOP_SECONDS = CLIP_SECONDS
 # The shortest hop accepted: 600 clips per 30 s. A 1e-9-s hop would cut 480,000, a hang rather than an answer.
 MIN_HOP_SECONDS = 0.05
+# The longest: a day. Any longer hop hears a track's first clip alone just as well, and 1e308 s would overflow.
+MAX_HOP_SECONDS = 86_400.0
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".au", ".snd", ".aiff", ".aif")
 
 BLOCK_SECONDS = 60.0  # decode this much source audio at a time
+MAX_BLOCK_SAMPLES = 1 << 24  # ... but never more samples than this (64 MB) in one block, whatever the channel count
+# Sample rates read: from below telephone audio's 8 kHz to above studio audio's 384 kHz. Outside them a
+# header is damaged: at 2 Hz a 1.3-MB file would resample into 92 hours of audio. Within them,
+# decoding yields at most 16 samples per source sample: the work is bounded by the file's bytes.
+MIN_SOURCE_RATE = 1_000
+MAX_SOURCE_RATE = 768_000
+# Float samples beyond this (60 dB over full scale) are no audio but a damaged or forged file.
+MAX_SAMPLE = 1000.0
+TRUNCATED_SECONDS = 0.1  # a file whose data ends this much before its header's length is truncated
 
 SILENCE_FRAME = SAMPLE_RATE // 10  # silence is measured over 100-ms frames
 SILENCE_RMS = 1e-3  # a frame quieter than this (-60 dBFS) is silence
@@ -95,29 +107,66 @@ def _decode(path: str | Path, block_seconds: float, notes: DecodeNotes) -> Itera
     import soxr
 
     path = Path(path)
-    if not path.exists():
-        raise AudioError(f"{path}: no such file")
-    if path.is_dir():
-        raise AudioError(f"{path}: is a folder, not an audio file")
+    _check_readable(path)
     try:
         with _quiet_stderr():
-            sound = soundfile.SoundFile(str(path))
+            # As bytes: soundfile encodes a str path strictly, and a name that is not UTF-8 would abort.
+            sound = soundfile.SoundFile(os.fsencode(path))
     except Exception as error:
         raise AudioError(f"{path}: {_decode_reason(path, error)}") from None
     with sound:
-        notes.promised_seconds = _promised_seconds(sound)
         source_rate = sound.samplerate
+        if not MIN_SOURCE_RATE <= source_rate <= MAX_SOURCE_RATE:
+            raise AudioError(
+                f"{path}: its header gives a sample rate of {source_rate:,} Hz, outside the {MIN_SOURCE_RATE:,} to "
+                f"{MAX_SOURCE_RATE:,} Hz that audio has (a damaged header?)"
+            )
         # soxr's streaming resampler gives exactly what resampling the whole file at once gives,
         # block by block. "HQ" is librosa's default, so musicnn hears what its own code feeds it.
         resampler = None if source_rate == SAMPLE_RATE else soxr.ResampleStream(source_rate, SAMPLE_RATE, 1, "float32", "HQ")
-        decoded = False
-        for block in _read_blocks(sound, path, int(block_seconds * source_rate)):
-            decoded = decoded or len(block) > 0
+        block_frames = max(1, min(int(block_seconds * source_rate), MAX_BLOCK_SAMPLES // sound.channels))
+        decoded = 0  # source frames
+        for block in _read_blocks(sound, path, block_frames):
+            decoded += len(block)
             yield block if resampler is None else resampler.resample_chunk(block)
         if not decoded:
             raise AudioError(f"{path}: contains no audio")
+        notes.promised_seconds = _promised_seconds(sound, decoded)
         if resampler is not None:
             yield resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+
+
+def _check_readable(path: Path) -> None:
+    """Refuse, with the reason, what is no regular file that can be read: opening a FIFO would wait
+    for a writer for ever, and a device (/dev/zero) would never end."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise AudioError(f"{path}: no such file") from None
+    except OSError as error:
+        raise AudioError(f"{path}: cannot read it ({error.strerror or error})") from None
+    if stat.S_ISDIR(mode):
+        raise AudioError(f"{path}: {_folder_problem(path)}")
+    if not stat.S_ISREG(mode):
+        raise AudioError(f"{path}: not a regular file but {_special_kind(mode)}, so no audio file")
+    try:
+        open(path, "rb").close()
+    except OSError as error:  # libsndfile would only say "System error."
+        raise AudioError(f"{path}: cannot read it ({error.strerror or error})") from None
+
+
+def _folder_problem(path: Path) -> str:
+    """What is wrong with a folder given as an audio file: catalogue.find_audio lists a folder it cannot read."""
+    try:
+        os.scandir(path).close()
+    except OSError as error:
+        return f"cannot read this folder ({error.strerror or error}): its files are left out"
+    return "is a folder, not an audio file"
+
+
+def _special_kind(mode: int) -> str:
+    kinds = {stat.S_ISFIFO: "a named pipe", stat.S_ISSOCK: "a socket", stat.S_ISCHR: "a character device", stat.S_ISBLK: "a block device"}
+    return next((kind for is_kind, kind in kinds.items() if is_kind(mode)), "a special file")
 
 
 def load(path: str | Path) -> np.ndarray:
@@ -129,26 +178,34 @@ def load(path: str | Path) -> np.ndarray:
 _SHORT_CHUNK = re.compile(r"^\s*(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
 
 
-def _promised_seconds(sound) -> float:
-    """The duration a truncated file's header promises (libsndfile decodes what is there, silently); else 0.
+def _promised_seconds(sound, decoded: int) -> float:
+    """The duration a truncated file's header promises, once its `decoded` frames are read; else 0.
 
-    A WAV written by a stream that never learnt its length says 0xFFFFFFFF: that is no promise.
+    libsndfile decodes what is there, silently: for a WAV or AIFF it logs the chunk it shortened
+    (a WAV written by a stream that never learnt its length says 0xFFFFFFFF: that is no promise);
+    for an MP3 its frame count is the header's, and the data ends before it.
     """
     match = _SHORT_CHUNK.search(sound.extra_info)
-    if not match:
-        return 0.0
-    promised, held = int(match[1]), int(match[2])
-    if promised == 0xFFFFFFFF or not 0 < held < promised:
-        return 0.0
-    return sound.frames * promised / held / sound.samplerate
+    if match:
+        promised, held = int(match[1]), int(match[2])
+        if promised == 0xFFFFFFFF or not 0 < held < promised:
+            return 0.0
+        return sound.frames * promised / held / sound.samplerate
+    if sound.frames - decoded > sound.samplerate * TRUNCATED_SECONDS:
+        return sound.frames / sound.samplerate
+    return 0.0
 
 
 def _read_blocks(sound, path: Path, block_frames: int) -> Iterator[np.ndarray]:
-    """Mono float32 blocks straight from the decoder, with NaN/inf made safe."""
+    """Mono float32 blocks straight from the decoder, with NaN/inf made safe, until the data ends."""
+    buffer = np.empty((block_frames, sound.channels), np.float32)  # one block in memory, whatever the header says
     try:
-        for block in sound.blocks(blocksize=block_frames, dtype="float32", always_2d=True):
-            mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0].copy()
-            yield np.nan_to_num(mono, nan=0.0, posinf=1.0, neginf=-1.0)
+        while len(block := sound.read(block_frames, dtype="float32", always_2d=True, out=buffer)):
+            np.nan_to_num(block, copy=False, nan=0.0, posinf=1.0, neginf=-1.0)
+            peak = float(np.abs(block).max())
+            if peak > MAX_SAMPLE:  # left in, it overflows the models' float32 arithmetic into NaN
+                raise AudioError(f"{path}: no audio: its samples reach {peak:.3g}, where audio lies within ±1")
+            yield block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0].copy()
     except AudioError:
         raise
     except Exception as error:

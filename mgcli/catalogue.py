@@ -15,15 +15,21 @@ def find_audio(paths: Iterable[str | Path]) -> list[Path]:
     """Audio files named, or found recursively in the folders named, sorted.
 
     Symlinks are followed, but each real folder is entered once, so a link loop (`a/loop -> ..`)
-    ends, and each real file is kept once, under the first path found for it.
+    ends, and each real file is kept once, under the first path found for it. A folder that
+    cannot be read is kept among the files, so that decoding it reports why (audio.stream), as
+    for any file that cannot be read, instead of its files going missing without a word.
     """
     found: dict[str, Path] = {}  # real path -> the path found
     entered: set[str] = set()  # real folders
+
+    def unreadable(error: OSError) -> None:
+        found.setdefault(os.path.realpath(error.filename), Path(error.filename))
+
     for path in map(Path, paths):
         if not path.is_dir():
             found.setdefault(os.path.realpath(path), path)  # named explicitly: a bad one is reported, not skipped
             continue
-        for root, folders, files in os.walk(path, followlinks=True):
+        for root, folders, files in os.walk(path, onerror=unreadable, followlinks=True):
             if os.path.realpath(root) in entered:
                 folders.clear()
                 continue
@@ -57,6 +63,7 @@ def shard_files(files: list[Path], roots: Iterable[str | Path], index: int, coun
         return (file.relative_to(folder) if folder else file).as_posix()
 
     def shard(file: Path) -> int:
-        return int.from_bytes(hashlib.sha1(key(file).encode()).digest()[:8], "big") % count
+        # fsencode: a name that is not UTF-8 hashes as its bytes; str.encode would abort the run.
+        return int.from_bytes(hashlib.sha1(os.fsencode(key(file))).digest()[:8], "big") % count
 
     return [file for file in files if shard(file) == index]

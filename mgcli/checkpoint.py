@@ -47,11 +47,17 @@ def make_checkpoint(name: str, network: nn.Module, labels: list[str], train: dic
 
 def save_checkpoint(checkpoint: dict, path: str | Path) -> None:
     """Write atomically: an interrupted save leaves the previous file intact."""
-    write_atomic(path, lambda tmp: torch.save(checkpoint, tmp))
+    def save(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: torch's own writer reports a full disk as a RuntimeError
+            torch.save(checkpoint, f)
+
+    write_atomic(path, save)
 
 
 def load_checkpoint(path: str | Path) -> dict:
     path = Path(path)
+    if path.is_dir():
+        raise MgcError(f"{path}: is a folder, not a checkpoint (a run's is {path / 'best.pt'})")
     if not path.is_file():
         raise MgcError(f"{path}: no such checkpoint")
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive

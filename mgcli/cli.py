@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
+import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -11,8 +16,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from . import MgcError, __version__
-from .audio import DEFAULT_HOP_SECONDS
+from . import MgcError, __version__, printable
+from .audio import DEFAULT_HOP_SECONDS, AudioError
 from .explain.plot import CUTOFFS_PIXELS, EXPLAIN_PIXELS, RESPONSES_PIXELS, SPECTROGRAMS_PIXELS, TIMELINE_PIXELS
 
 app = typer.Typer(
@@ -29,7 +34,8 @@ Device = Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda
 Engine = Annotated[str, typer.Option(help="auto (onnxruntime on the CPU when the weights have an ONNX file, else PyTorch), onnx or torch.")]
 Hop = Annotated[float, typer.Option("--hop", help="Seconds between clip starts (paper: 0.5; default: back-to-back 3-s clips).")]
 Aggregate = Annotated[str, typer.Option("--aggregate", help="Clips to track: mean_prob, vote (paper) or mean_logit.")]
-AudioPaths = Annotated[list[Path], typer.Argument(help="Audio files and/or folders (searched recursively).")]
+# readable=False: a file that cannot be read is a file that failed (exit 1, its own line), not a usage error.
+AudioPaths = Annotated[list[Path], typer.Argument(readable=False, help="Audio files and/or folders (searched recursively).")]
 ClipsPerPass = Annotated[Optional[int], typer.Option(min=1, help="Clips per forward pass (default: 4 on the CPU, 16 on CUDA).")]
 Data = Annotated[list[Path], typer.Option(help="Dataset folder, CSV manifest or preprocess cache; repeat for several datasets as one.")]
 SplitFiles = Annotated[list[Path], typer.Option("--split-file", help="CSV with path,split columns (train/valid/test): one per --data, in order, or none.")]
@@ -49,35 +55,84 @@ Balance = Annotated[Optional[str], typer.Option(help="Class balance: loss, sampl
 Cache = Annotated[Optional[Path], typer.Option(help="Where to cache decoded audio (default: OUT/cache; with several --data, CACHE-1, CACHE-2, ...).")]
 
 
+class _Terminated(BaseException):
+    """SIGTERM, raised where the program is, so that it ends as after Ctrl-C: outputs closed, nothing torn."""
+
+
+def _terminate(signum: int, frame) -> None:
+    raise _Terminated
+
+
 def main() -> None:
-    """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""
+    """Entry point: user errors become one line on stderr and exit code 2 (1 for an audio file that
+    cannot be decoded, as in a batch run), never a traceback. Ctrl-C exits 130, SIGTERM 143."""
+    on_sigterm = signal.signal(signal.SIGTERM, _terminate)
     try:
-        app()
+        with _without_c_chatter():
+            app()
+    except AudioError as error:
+        err.print(_tagged("error:", "red", str(error)))
+        sys.exit(1)
     except MgcError as error:
         err.print(_tagged("error:", "red", str(error)))
         sys.exit(2)
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
+    except _Terminated:
+        err.print("terminated")
+        sys.exit(128 + signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGTERM, on_sigterm)
+
+
+@contextlib.contextmanager
+def _without_c_chatter() -> Iterator[None]:
+    """Keep the C decoders' own lines off the terminal: libmpg123 prints "Note: Illegal Audio-MPEG-Header"
+    and "error: part2_3_length too large" to file descriptor 2 from inside reads, on any thread, for
+    files mgc then tags or reports in one line of its own. Descriptor 2 goes to /dev/null and
+    sys.stderr, which mgc's messages (and any traceback) use, to a copy of the real one. Left
+    alone when Python was asked to report imports (-X importtime): those go to descriptor 2 too."""
+    try:
+        real = sys.stderr.fileno() == 2
+    except (AttributeError, ValueError, io.UnsupportedOperation):
+        real = False  # a stream of its own already (a test capturing it): nothing reaches it from C
+    if not real or "importtime" in sys._xoptions or os.environ.get("PYTHONPROFILEIMPORTTIME"):
+        yield
+        return
+    stderr = sys.stderr
+    stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    sys.stderr = open(saved, "w", encoding=stderr.encoding, errors=stderr.errors, buffering=1)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        sys.stderr.close()  # and the copy with it
+        sys.stderr = stderr
 
 
 def _notify(message: str) -> None:
     """Where library calls send their progress messages: stderr, a leading "skipped:" or "warning:" in colour."""
     tag, _, rest = message.partition(" ")
     style = {"skipped:": "yellow", "warning:": "yellow"}.get(tag)
-    err.print(_tagged(tag, style, rest) if style else Text(message), highlight=False)
+    err.print(_tagged(tag, style, rest) if style else Text(printable(message)), highlight=False)
 
 
 def _tagged(tag: str, style: str, message: str) -> Text:
-    """`tag` in colour, then `message` as plain text."""
-    return Text.assemble((tag, style), " ", message)
+    """`tag` in colour, then `message` as plain text (control characters in file names escaped)."""
+    return Text.assemble((tag, style), " ", printable(message))
 
 
 def _print_top(result, labels: list[str], k: int, column: str, note: str = "") -> None:
     """One file's `k` most probable labels as a table."""
     from .inference import top_k
 
-    out.print(f"{result.path} ({result.clips} clips{note})", highlight=False)
+    out.print(f"{printable(result.path)} ({result.clips} clips{note})", highlight=False)
     table = Table()
     table.add_column(column)
     table.add_column("probability", justify="right")
@@ -147,7 +202,7 @@ def predict(
                 progress.console.print(_tagged("failed:", "red", result.error), highlight=False)
             elif not csv and not single:
                 genre, p = best_of(result.probabilities, labels, 1)[0]
-                out.print(f"{result.path}\t{genre}\t{p:.3f}", highlight=False)
+                out.print(f"{printable(result.path)}\t{genre}\t{p:.3f}", highlight=False)
             if result.warning:
                 warned += 1
                 progress.console.print(_tagged("warning:", "yellow", result.warning), highlight=False)
@@ -200,7 +255,7 @@ def tags(
             err.print(_tagged("failed:", "red", result.error), highlight=False)
         elif len(run.files) > 1:
             best = ", ".join(f"{t} {p:.2f}" for t, p in best_of(result.probabilities, labels, top_k))
-            out.print(f"{result.path}\t{best}", highlight=False)
+            out.print(f"{printable(result.path)}\t{best}", highlight=False)
         if result.warning:
             err.print(_tagged("warning:", "yellow", result.warning), highlight=False)
     if len(run.files) == 1 and not results[0].error:
@@ -277,7 +332,8 @@ def train(
 
     history = train_model(**options | {"overrides": parse_overrides(overrides)}, notify=_notify)
     if history and rank() == 0:
-        out.print(f"done: {out_dir}/best.pt (chosen on valid), {out_dir}/last.pt, {out_dir}/log.jsonl")
+        chosen = "chosen on valid" if "valid_macro_recall" in history[-1] else "no valid split: the last epoch"
+        out.print(f"done: {out_dir}/best.pt ({chosen}), {out_dir}/last.pt, {out_dir}/log.jsonl")
 
 
 @app.command()
@@ -483,7 +539,7 @@ def ensemble_checkpoints(
 
 @app.command()
 def explain(
-    file: Annotated[Path, typer.Argument(help="Audio file to explain.")],
+    file: Annotated[Path, typer.Argument(readable=False, help="Audio file to explain.")],
     out_png: Annotated[Path, typer.Option("--out", help=f"PNG to write ({EXPLAIN_PIXELS[0]} x {EXPLAIN_PIXELS[1]} pixels).")],
     weights: Annotated[Optional[Path], typer.Option(help="Checkpoint to explain (default: the shipped weights).")] = None,
     label: Annotated[Optional[str], typer.Option(help="Genre to explain (default: the predicted one).")] = None,

@@ -12,13 +12,16 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 
 from . import MgcError
-from .audio import CLIP_SAMPLES, MIN_HOP_SECONDS, SAMPLE_RATE
+from .audio import CLIP_SAMPLES, MAX_HOP_SECONDS, MIN_HOP_SECONDS, SAMPLE_RATE
 
 
 def hop_samples(hop_seconds: float) -> int:
-    """Seconds between clip starts as 16 kHz samples; a hop that is not finite or under MIN_HOP_SECONDS is refused."""
-    if not (math.isfinite(hop_seconds) and hop_seconds >= MIN_HOP_SECONDS):
-        raise MgcError(f"hop must be a finite number of seconds, at least {MIN_HOP_SECONDS}; got {hop_seconds}")
+    """Seconds between clip starts as 16 kHz samples; a hop that is not finite or outside
+    MIN_HOP_SECONDS..MAX_HOP_SECONDS is refused."""
+    if not (math.isfinite(hop_seconds) and MIN_HOP_SECONDS <= hop_seconds <= MAX_HOP_SECONDS):
+        raise MgcError(
+            f"hop must be a finite number of seconds, at least {MIN_HOP_SECONDS} and at most {MAX_HOP_SECONDS:,.0f}; got {hop_seconds}"
+        )
     return round(hop_seconds * SAMPLE_RATE)
 
 

@@ -1,11 +1,14 @@
 """Files mgcli writes: atomically, so that readers see the old or the new content and never half
-of it, and only where they can be written, which commands check before their work."""
+of it, only where they can be written, which commands check before their work, and by one run
+at a time."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import tempfile
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -15,16 +18,30 @@ from . import MgcError
 
 def write_atomic(path: str | Path, write: Callable[[Path], None]) -> None:
     """`write(tmp)` writes a temporary file beside `path`, which then replaces `path` in one step:
-    an interrupted write leaves the previous file intact."""
+    an interrupted or failed write (a full disk: MgcError) leaves the previous file intact and no
+    temporary file behind. Each write has a temporary name of its own, so two runs never share one."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
+    tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # the umask's mode, as open() gives
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        raise MgcError(f"{path}: cannot write it ({error.strerror or error}); any earlier file there is intact") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:
-    write_atomic(path, lambda tmp: tmp.write_text(text))
+    write_atomic(path, lambda tmp: tmp.write_bytes(encode(text)))
+
+
+def encode(text: str) -> bytes:
+    """Text as the bytes to write: UTF-8, with file names that are not UTF-8 written back as the bytes they are."""
+    return text.encode("utf-8", "surrogateescape")
 
 
 def save_npy_atomic(path: str | Path, array: np.ndarray) -> None:
@@ -33,6 +50,77 @@ def save_npy_atomic(path: str | Path, array: np.ndarray) -> None:
             np.save(f, array)
 
     write_atomic(path, save)
+
+
+class AppendedFile:
+    """A file written atomically with its first lines, then appended to, each line on disk as it is written.
+
+    Lines go straight to the file, never to a buffer that a failure could lose. A line that cannot
+    be written (a full disk) raises MgcError and leaves the file with its earlier lines whole. A
+    file deleted during the run (or its folder) is written again from what it held when it is closed.
+    """
+
+    def __init__(self, path: str | Path, text: str = ""):
+        self.path = Path(path)
+        write_atomic(self.path, lambda tmp: tmp.write_bytes(encode(text)))
+        self.fd = os.open(self.path, os.O_RDWR | os.O_APPEND)
+
+    def append(self, text: str) -> None:
+        data = encode(text)
+        size = os.lseek(self.fd, 0, os.SEEK_END)
+        try:
+            while data:
+                data = data[os.write(self.fd, data) :]
+        except OSError as error:
+            os.ftruncate(self.fd, size)  # no torn line at the end
+            raise MgcError(f"{self.path}: cannot write it ({error.strerror or error}); its earlier lines are kept") from None
+
+    def close(self) -> None:
+        if self.fd is None:
+            return
+        try:
+            if not self.path.exists():
+                os.lseek(self.fd, 0, os.SEEK_SET)
+                content = b"".join(iter(lambda: os.read(self.fd, 1 << 20), b""))
+                write_atomic(self.path, lambda tmp: tmp.write_bytes(content))
+        finally:
+            os.close(self.fd)
+            self.fd = None
+
+
+class OutputLock:
+    """This run's hold on an output file, so that a second run writing it is refused at once.
+
+    The lock is an flock on `<file>.lock` beside it, which the kernel releases when the process
+    ends, however it ends; `release` also removes that file.
+    """
+
+    def __init__(self, path: str | Path):
+        self.lock_file = Path(path).with_name(Path(path).name + ".lock")
+        self.lock_file.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise MgcError(f"{path}: another run is writing it; wait for that run to end, or write elsewhere") from None
+            if self._holds(fd):
+                self.fd: int | None = fd
+                return
+            os.close(fd)  # the run that held it removed the lock file as we opened it: take the new one
+
+    def _holds(self, fd: int) -> bool:
+        try:
+            return os.path.samestat(os.fstat(fd), os.stat(self.lock_file))
+        except FileNotFoundError:
+            return False
+
+    def release(self) -> None:
+        if self.fd is not None:
+            self.lock_file.unlink(missing_ok=True)  # while still held: no other run can hold this file now
+            os.close(self.fd)
+            self.fd = None
 
 
 def check_output_folder(folder: str | Path) -> None:
@@ -52,8 +140,25 @@ def check_output_folder(folder: str | Path) -> None:
 
 
 def check_output_file(path: str | Path) -> None:
-    """Refuse, in one line, a file that cannot be written: a folder, or in a folder that cannot be written into."""
+    """Refuse, in one line, a file that cannot be written: a folder, a device or pipe (replacing it
+    would not write to it), or in a folder that cannot be written into."""
     path = Path(path)
     if path.is_dir():
         raise MgcError(f"{path}: is a folder; name a file to write")
+    if path.exists() and not path.is_file():
+        raise MgcError(f"{path}: is no regular file (a device or a pipe); name a file to write")
     check_output_folder(path.parent)
+
+
+def check_outputs_apart(outputs: Iterable[str | Path | None], inputs: Iterable[str | Path]) -> None:
+    """Refuse an output that is also an input (writing it would destroy what the run reads) or that
+    another output names too (one would silently replace the other). Outputs given as None are absent."""
+    read = {os.path.realpath(path) for path in inputs}
+    written: set[str] = set()
+    for output in filter(None, outputs):
+        real = os.path.realpath(output)
+        if real in read:
+            raise MgcError(f"{output}: is also an input of this run; writing it would destroy it, so name another file")
+        if real in written:
+            raise MgcError(f"{output}: is named for two outputs; one would replace the other, so name two files")
+        written.add(real)

@@ -283,11 +283,15 @@ def _decoded_ahead(
 
     def decode() -> None:
         for index, path in enumerate(paths):
+            if stop.is_set():
+                return
             error = ""
             notes = DecodeNotes()
             try:
                 for span, n in iter_spans(stream(path, notes=notes), clip_samples, hop, max_clips):
                     put((index, span, n, None))
+                    if stop.is_set():
+                        return
             except MgcError as failure:
                 error = str(failure)
             except Exception as failure:  # reported per file: one bad file must not stop a folder
@@ -295,11 +299,13 @@ def _decoded_ahead(
             put((index, None, 0, (error, notes.warning(path))))
         put(None)
 
-    threading.Thread(target=decode, daemon=True).start()
+    decoder = threading.Thread(target=decode, daemon=True)
+    decoder.start()
     try:
         yield iter(spans.get, None)
     finally:
         stop.set()
+        decoder.join(timeout=10)  # it stops after its span: the process should not end while it is inside a decoder
 
 
 def _result(
@@ -308,6 +314,8 @@ def _result(
     if error:
         return TrackResult(path, error=error)
     logits = np.stack(rows)
+    if not np.isfinite(logits).all():  # no answer, and a NaN would make the JSON invalid
+        return TrackResult(path, error=f"{path}: the model's outputs for this audio are not finite numbers")
     return TrackResult(path, calibrate(aggregate(logits, aggregation), temperature), logits, warning=warning)
 
 

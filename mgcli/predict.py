@@ -9,6 +9,7 @@ show progress. A file that fails is a result with an error, never the end of the
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +18,10 @@ from . import MgcError, inference
 from .audio import DEFAULT_HOP_SECONDS, SAMPLE_RATE
 from .catalogue import find_audio, parse_shard, shard_files
 from .clips import hop_samples
-from .files import check_output_file
+from .files import check_output_file, check_outputs_apart
 from .inference import Model, TrackResult, check_aggregation, classify_files, load_model
 from .tags import load_tagger, tag_files
-from .writers import CsvWriter, TimelineCsvWriter, result_dict, tags_dict, write_json
+from .writers import CsvWriter, TimelineCsvWriter, earlier_records, result_dict, tags_dict, write_json
 
 
 @dataclass
@@ -69,9 +70,17 @@ def predict_paths(
         require_matplotlib()
         if len(files) != 1:
             raise MgcError(f"--timeline-png draws one track, and {len(files)} files were given")
+    earlier = earlier_records(json_out) if json_out and skip_existing else []  # a resumed run keeps them
     model = load_model(weights, device, engine)
+    if model.is_tagger:
+        raise MgcError(f"{weights}: a tagger ({len(model.labels)} tags), not a genre classifier: use `mgc tags`")
     rows = CsvWriter(csv, model.labels, resume=skip_existing, overwrite=overwrite) if csv else None
-    clip_rows = TimelineCsvWriter(timeline_csv, model.labels, overwrite) if timeline_csv else None
+    try:
+        clip_rows = TimelineCsvWriter(timeline_csv, model.labels, overwrite) if timeline_csv else None
+    except BaseException:
+        if rows:
+            rows.close()
+        raise
     todo = [f for f in files if rows is None or not rows.is_done(f)]
 
     def clips_of(result: TrackResult) -> list[dict]:
@@ -94,7 +103,9 @@ def predict_paths(
                 if writer:
                     writer.close()
         if json_out:
-            write_json(json_out, [
+            tagged_now = {os.path.realpath(f) for f in todo}
+            kept = [r for r in earlier if os.path.realpath(r["path"]) not in tagged_now]
+            write_json(json_out, kept + [
                 result_dict(r, model.labels, top_k, clips_of(r) if timeline and not r.error else None) for r in done
             ])
         if timeline_png and done and not done[0].error:
@@ -147,4 +158,5 @@ def _files(paths: Iterable[str | Path], hop_seconds: float, outputs: tuple, shar
     files = find_audio(paths)
     if not files:
         raise MgcError("no audio files found in " + ", ".join(map(str, paths)))
+    check_outputs_apart(outputs, files)
     return shard_files(files, paths, shard_index, shard_count)

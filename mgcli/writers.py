@@ -7,24 +7,26 @@ tools: keep them stable.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from pathlib import Path
 
 import numpy as np
 
-from . import MgcError
-from .files import write_atomic, write_text_atomic
+from . import MgcError, first_line
+from .files import AppendedFile, OutputLock, write_text_atomic
 from .inference import TrackResult, top_k
 
 
 class CsvWriter:
-    """Rows `path,genre,probability,<one column per label>,error,warning`, flushed as they are written
+    """Rows `path,genre,probability,<one column per label>,error,warning`, on disk as they are written
     (`top` names the second column: "tag" for `mgc tags`).
 
     `resume=True` keeps the good rows of an earlier, interrupted run (dropping failed rows
     and a torn last line) so those files are skipped; otherwise an existing file is only
-    replaced when `overwrite=True`, so no earlier results are lost by accident.
+    replaced when `overwrite=True`, so no earlier results are lost by accident. While it is
+    open no other run can write the file (files.OutputLock).
     """
 
     def __init__(
@@ -34,26 +36,34 @@ class CsvWriter:
         self.labels = labels
         self.header = ["path", top, "probability", *labels, "error", "warning"]
         self.done: set[str] = set()  # the kept rows' files, as real paths: see is_done
-        kept: list[list[str]] = []
-        if self.path.exists():
-            if resume:
-                kept = self._good_rows()
-                self.done = {os.path.realpath(row[0]) for row in kept}
-            elif not overwrite:
-                raise MgcError(f"{self.path} exists: pass --skip-existing to resume it or --overwrite to replace it")
-        write_atomic(self.path, lambda tmp: _write_rows(tmp, [self.header, *kept]))
-        self.file = open(self.path, "a", newline="")
-        self.writer = csv.writer(self.file)
+        self.lock = OutputLock(self.path)
+        try:
+            kept: list[list[str]] = []
+            if self.path.exists():
+                if resume:
+                    kept = self._good_rows()
+                    self.done = {os.path.realpath(row[0]) for row in kept}
+                elif not overwrite:
+                    raise MgcError(f"{self.path} exists: pass --skip-existing to resume it or --overwrite to replace it")
+            self.file = AppendedFile(self.path, csv_text([self.header, *kept]))
+        except BaseException:
+            self.lock.release()
+            raise
 
     def is_done(self, path: str | Path) -> bool:
         """Whether a kept row tagged this file, however either path is spelt (relative, absolute, via links)."""
         return os.path.realpath(path) in self.done
 
     def _good_rows(self) -> list[list[str]]:
-        """The finished rows, widened to the current header if the file predates the warning column."""
-        with open(self.path, newline="") as f:
+        """The finished rows, widened to the current header if the file predates the warning column.
+
+        An empty file (a run stopped before its header was written) has none.
+        """
+        with open(self.path, newline="", encoding="utf-8", errors="surrogateescape") as f:
             rows = list(csv.reader(f))
-        if not rows or rows[0] not in (self.header, self.header[:-1]):
+        if not rows:
+            return []
+        if rows[0] not in (self.header, self.header[:-1]):
             raise MgcError(f"{self.path}: written for other labels or by another tool; cannot resume it")
         width, error = len(rows[0]), self.header.index("error")
         good = [row for row in rows[1:] if len(row) == width and not row[error] and row[2]]
@@ -66,39 +76,54 @@ class CsvWriter:
             best = int(np.argmax(result.probabilities))
             probs = [f"{p:.4f}" for p in result.probabilities]
             row = [result.path, self.labels[best], probs[best], *probs, "", result.warning]
-        self.writer.writerow(row)
-        self.file.flush()
+        self.file.append(csv_text([row]))
 
     def close(self) -> None:
-        self.file.close()
+        try:
+            self.file.close()
+        finally:
+            self.lock.release()
 
 
 class TimelineCsvWriter:
     """Rows `path,start,end,genre,probability,<one column per label>`: one per clip of every tagged file.
 
     The records of `inference.timeline`; files that failed get no rows. Like CsvWriter it never replaces an
-    existing file unless `overwrite=True`; it cannot resume one.
+    existing file unless `overwrite=True`, and holds it against other runs; it cannot resume one.
     """
 
     def __init__(self, path: str | Path, labels: list[str], overwrite: bool = False):
         self.path = Path(path)
         self.labels = labels
-        if self.path.exists() and not overwrite:
-            raise MgcError(f"{self.path} exists: pass --overwrite to replace it")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = open(self.path, "w", newline="")
-        self.writer = csv.writer(self.file)
-        self.writer.writerow(["path", "start", "end", "genre", "probability", *labels])
+        self.lock = OutputLock(self.path)
+        try:
+            if self.path.exists() and not overwrite:
+                raise MgcError(f"{self.path} exists: pass --overwrite to replace it")
+            self.file = AppendedFile(self.path, csv_text([["path", "start", "end", "genre", "probability", *labels]]))
+        except BaseException:
+            self.lock.release()
+            raise
 
     def write(self, path: str, timeline: list[dict]) -> None:
+        rows = []
         for s in timeline:
             probs = [f"{s['probabilities'][label]:.4f}" for label in self.labels]
             window = [f"{s['start']:.3f}", f"{s['end']:.3f}"]
-            self.writer.writerow([path, *window, s["genre"], f"{s['probability']:.4f}", *probs])
-        self.file.flush()
+            rows.append([path, *window, s["genre"], f"{s['probability']:.4f}", *probs])
+        self.file.append(csv_text(rows))
 
     def close(self) -> None:
-        self.file.close()
+        try:
+            self.file.close()
+        finally:
+            self.lock.release()
+
+
+def csv_text(rows: list[list[str]]) -> str:
+    """Rows as CSV text."""
+    text = io.StringIO()
+    csv.writer(text).writerows(rows)
+    return text.getvalue()
 
 
 def result_dict(result: TrackResult, labels: list[str], k: int, timeline: list[dict] | None = None) -> dict:
@@ -133,10 +158,19 @@ def tags_dict(result: TrackResult, labels: list[str]) -> dict:
 
 
 def write_json(path: str | Path, records: list[dict]) -> None:
-    """The `result_dict` records of a run, written atomically."""
-    write_text_atomic(path, json.dumps(records, indent=2) + "\n")
+    """The `result_dict` records of a run, written atomically (never a bare NaN: that is no JSON)."""
+    write_text_atomic(path, json.dumps(records, indent=2, allow_nan=False) + "\n")
 
 
-def _write_rows(path: Path, rows: list[list[str]]) -> None:
-    with open(path, "w", newline="") as f:
-        csv.writer(f).writerows(rows)
+def earlier_records(path: str | Path) -> list[dict]:
+    """The records of a JSON file an earlier run wrote (none if there is no such file), for a resumed run to keep."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    try:
+        records = json.loads(path.read_bytes())
+    except (OSError, ValueError) as error:
+        raise MgcError(f"{path}: not a JSON file mgc wrote ({first_line(error)}); cannot resume it") from None
+    if not isinstance(records, list) or not all(isinstance(r, dict) and isinstance(r.get("path"), str) for r in records):
+        raise MgcError(f"{path}: not a JSON file mgc wrote (records with a path); cannot resume it")
+    return records

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from .. import MgcError
 from ..audio import SAMPLE_RATE, load
 from ..clips import cut_clips
-from ..files import check_output_file
+from ..files import check_output_file, check_outputs_apart
 from ..inference import aggregate, load_model, timeline, track_logits
 from ..models import MODELS, build
 from ..models.base import ImageInput
@@ -134,6 +134,7 @@ def explain(
     """`mgc explain`: `explain_file` drawn as a PNG (needs mgcli[plot])."""
     require_matplotlib()
     check_output_file(out_png)
+    check_outputs_apart([out_png], [file, *([weights] if weights else [])])
     explanation = explain_file(load_model(weights, device, engine="torch"), file, label, steps)
     draw_explanation(out_png, explanation)
     return explanation

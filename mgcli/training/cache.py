@@ -57,7 +57,7 @@ def preprocess(
     for done, track in enumerate(tracks, start=1):
         stamp = _source_stamp(track.path)
         entry = known.get(track.path)
-        if entry and entry["stamp"] == stamp and (out / entry["cache_file"]).is_file():
+        if stamp and entry and entry["stamp"] == stamp and (out / entry["cache_file"]).is_file():
             report.reused += 1
         else:
             try:
@@ -68,7 +68,7 @@ def preprocess(
                 if on_track:
                     on_track(done, len(tracks))
                 continue
-            cache_file = f"audio/{hashlib.sha1(track.path.encode()).hexdigest()[:16]}.npy"
+            cache_file = f"audio/{hashlib.sha1(os.fsencode(track.path)).hexdigest()[:16]}.npy"
             save_npy_atomic(out / cache_file, _to_int16(wave))
             entry = {"path": track.path, "stamp": stamp, "cache_file": cache_file, "samples": len(wave)}
             report.cached += 1
@@ -109,8 +109,13 @@ def _to_int16(wave: np.ndarray) -> np.ndarray:
     return (np.clip(wave, -1.0, 32767 / 32768) * 32768.0).round().astype(np.int16)
 
 
-def _source_stamp(path: str) -> list[int]:
-    stat = os.stat(path)
+def _source_stamp(path: str) -> list[int] | None:
+    """A file's size and time of change, which say whether its cached copy is still good; None
+    for a file that is not there (decoding it then says why)."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
     return [stat.st_size, stat.st_mtime_ns]
 
 

@@ -17,7 +17,7 @@ from ..files import check_output_file
 from ..inference import AGGREGATIONS, aggregate
 from ..torch_engine import model_from_checkpoint, pick_device
 from .datasets import SPLITS, load_datasets, pair_split_files, tracks_in_split, warn_absent
-from .evaluate import run_tracks
+from .evaluate import run_tracks, warn_unknown_labels
 
 
 def calibrate(
@@ -63,6 +63,7 @@ def calibrate(
         datasets = load_datasets(data, split_file)
         warn_absent(datasets, (split,), notify)
         tracks = [track for dataset in datasets for track in tracks_in_split(dataset, split)]
+        warn_unknown_labels(tracks, model.labels, notify)
         scored, result["failed"] = run_tracks(model, tracks, hop, None)
         if len(scored) < 2:
             raise MgcError(f"{len(scored)} tracks of the model's genres in the {split} split: too few to fit a temperature on")

@@ -55,7 +55,18 @@ def _read_manifest(manifest: Path) -> list[Track]:
             raise MgcError(f"{manifest}: line {line} has no label")
         path = manifest.parent / row["path"]
         tracks.append(Track(row["path"], str(path), label, split))
-    return tracks
+    _refuse_conflicts(manifest, [(t.key, f"{t.label} {t.split}".strip()) for t in tracks])
+    return list({t.key: t for t in tracks}.values())  # a row given twice is one track
+
+
+def _refuse_conflicts(source: Path, entries: list[tuple[str, str]]) -> None:
+    """Refuse a manifest or split file that names one path twice with different values: which one
+    holds is a guess no run should make silently. Lines count from the header's, 1."""
+    first: dict[str, tuple[int, str]] = {}
+    for line, (path, value) in enumerate(entries, start=2):
+        seen_line, seen = first.setdefault(path, (line, value))
+        if seen != value:
+            raise MgcError(f"{source}: line {line} gives {path} as {value!r}, line {seen_line} as {seen!r}; keep one")
 
 
 def labels_of(tracks: Iterable[Track]) -> list[str]:
@@ -70,7 +81,9 @@ def read_split_file(split_file: str | Path) -> dict[str, str]:
         rows = list(csv.DictReader(f))
     if not rows or not {"path", "split"} <= set(rows[0]):
         raise MgcError(f"{split_file}: a split file needs columns path,split")
-    return {row["path"]: (row["split"] or "").strip() for row in rows}  # csv gives None for a short row
+    entries = [(row["path"], (row["split"] or "").strip()) for row in rows]  # csv gives None for a short row
+    _refuse_conflicts(Path(split_file), entries)
+    return dict(entries)
 
 
 def apply_split_file(tracks: list[Track], split_file: str | Path) -> list[Track]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -113,6 +114,19 @@ def run_tracks(
     return scored, failed
 
 
+def warn_unknown_labels(tracks: list[Track], labels: list[str], notify: Callable[[str], None]) -> None:
+    """Say how many tracks have a genre the model does not know, and which genres: they cannot be
+    scored, and the scores would otherwise rest on fewer tracks without a word. None known is refused."""
+    unknown = Counter(t.label for t in tracks if t.label not in labels)
+    if not unknown:
+        return
+    n = sum(unknown.values())
+    if n == len(tracks):
+        raise MgcError(f"none of the {n} tracks has a genre the model knows ({', '.join(labels)}); nothing to score")
+    named = ", ".join(f"{label} {count}" for label, count in sorted(unknown.items()))
+    notify(f"warning: {n} of {len(tracks)} tracks have a genre the model does not know, left out of the scores: {named}")
+
+
 def score_tracks(
     scored: list[tuple[int, np.ndarray]], labels: list[str], aggregation: str = "mean_prob", temperature: float = 1.0
 ) -> dict:
@@ -186,6 +200,7 @@ def evaluate(
     chosen = {str(d.source): tracks_in_split(d, split) for d in datasets}
     if split != "all":
         warn_absent(datasets, (split,), notify)
+    warn_unknown_labels([t for tracks in chosen.values() for t in tracks], model.labels, notify)
     if len(chosen) == 1:
         report = evaluate_tracks(model, *chosen.values(), hop_seconds, aggregation)
     else:
