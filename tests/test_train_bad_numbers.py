@@ -26,7 +26,7 @@ from mgcli.checkpoint import load_checkpoint
         ("--seed", str(2**32), "seed must be at most 4294967295; got 4294967296"),
         ("--warmup-epochs", "-1", "warmup_epochs must be at least 0; got -1"),
         ("--pretrained-lr-scale", "inf", "pretrained_lr_scale must be a finite number; got inf"),
-        ("--feature-hop", "inf", "hop must be a finite number of seconds, at least 0.05; got inf"),
+        ("--feature-hop", "inf", "hop must be a finite number of seconds, at least 0.05 and at most 86,400; got inf"),
     ],
 )
 def test_a_number_training_cannot_use_is_refused_before_anything_is_written(
