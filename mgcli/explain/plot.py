@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import MgcError
 from ..audio import SAMPLE_RATE, hz_to_mel, mel_to_hz
-from .results import ClipSpectrograms, Explanation, SincFilters
+from .results import ClipSpectrograms, Explanation, InputExplanation, SincFilters
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -44,40 +44,93 @@ def require_matplotlib() -> type[Figure]:
 
 
 def draw_explanation(path: str | Path, explanation: Explanation) -> None:
-    """Per 2D input: the image over the whole track, its Grad-CAM and integrated gradients; clip probabilities beneath."""
+    """Per input: what the model reads over the whole track, its Grad-CAM and integrated gradients; clip
+    probabilities beneath. A spectrogram's maps are images, with each band's share of the evidence at
+    their right; a waveform's are curves over time."""
     figure = _figure(EXPLAIN_PIXELS)
     n_rows = 3 * len(explanation.inputs)
-    axes = figure.subplots(n_rows + 1, 1, sharex=True, height_ratios=[3] * n_rows + [2])
+    grid = figure.add_gridspec(n_rows + 1, 2, width_ratios=[12, 1], height_ratios=[3] * n_rows + [2])
+    time_ax = figure.add_subplot(grid[-1, 0])
+    axes = [figure.add_subplot(grid[row, 0], sharex=time_ax) for row in range(n_rows)]
     label = explanation.label
     duration = len(explanation.timeline) * explanation.clip_seconds
     for i, item in enumerate(explanation.inputs):
         image_ax, cam_ax, gradients_ax = axes[3 * i : 3 * i + 3]
-        extent = (0, duration, 0, item.image.shape[0])
-        figure.colorbar(_image(image_ax, item.image, extent), ax=image_ax, pad=0.005, label="input value")
         image_ax.set_title(f"{item.name}: what the model reads", loc="left")
-        _image(cam_ax, item.image, extent, cmap="gray")
+        cam_ax.set_title(f"Grad-CAM for {label}: where its evidence lies", loc="left")
+        gradients_ax.set_title(f"integrated gradients for {label}: red speaks for it, blue against", loc="left")
+        if item.waveform:
+            _draw_waveform_maps(image_ax, cam_ax, gradients_ax, item, duration)
+        else:
+            sides = [figure.add_subplot(grid[3 * i + row, 1], sharey=axes[3 * i + row]) for row in (1, 2)]
+            _draw_spectrogram_maps(figure, image_ax, cam_ax, gradients_ax, sides, item, duration)
+        if item.grad_cam is None:
+            cam_ax.text(0.5, 0.5, f"no Grad-CAM: no convolution reads the {item.name}", transform=cam_ax.transAxes,
+                        ha="center", va="center")
+        for ax in (image_ax, cam_ax, gradients_ax):
+            ax.tick_params(labelbottom=False)
+    mesh = _draw_clips(time_ax, explanation.timeline, explanation.labels, highlight=label)
+    figure.colorbar(mesh, ax=time_ax, pad=0.005, label="probability")
+    time_ax.set_title("each clip's genre probabilities", loc="left")
+    time_ax.set_xlabel("time (s)")
+    time_ax.set_xlim(0, duration)
+    figure.suptitle(f"{Path(explanation.path).name}: why {label} ({explanation.probability:.0%})?")
+    _save(figure, path)
+
+
+def _draw_spectrogram_maps(
+    figure: Figure, image_ax: Axes, cam_ax: Axes, gradients_ax: Axes, sides: list[Axes], item: InputExplanation,
+    duration: float,
+) -> None:
+    """The input, its Grad-CAM over it and its integrated gradients as images, bands up; at their right
+    each band's mean Grad-CAM and its attribution summed over the track: which bands carried the genre."""
+    extent = (0, duration, 0, item.image.shape[0])
+    bands = np.arange(item.image.shape[0]) + 0.5
+    figure.colorbar(_image(image_ax, item.image, extent), ax=image_ax, pad=0.005, label="input value")
+    _image(cam_ax, item.image, extent, cmap="gray")
+    cam_side, gradients_side = sides
+    if item.grad_cam is not None:
         heat = cam_ax.imshow(
             item.grad_cam, origin="lower", aspect="auto", extent=extent, cmap="turbo", vmin=0, vmax=1,
             alpha=0.8 * np.clip(item.grad_cam, 0, 1),  # no evidence: the input shows through
         )
         figure.colorbar(heat, ax=cam_ax, pad=0.005, label="Grad-CAM")
-        cam_ax.set_title(f"Grad-CAM for {label}: where its evidence lies", loc="left")
-        attribution = item.integrated_gradients
-        limit = _colour_range(np.abs(attribution))[1] or 1.0
-        signed = gradients_ax.imshow(
-            attribution, origin="lower", aspect="auto", extent=extent, cmap="RdBu_r", vmin=-limit, vmax=limit
-        )
-        figure.colorbar(signed, ax=gradients_ax, pad=0.005, label="attribution")
-        gradients_ax.set_title(f"integrated gradients for {label}: red speaks for it, blue against", loc="left")
-        for ax in (image_ax, cam_ax, gradients_ax):
-            ax.set_ylabel("band")
-    probabilities_ax = axes[-1]
-    mesh = _draw_clips(probabilities_ax, explanation.timeline, explanation.labels, highlight=label)
-    figure.colorbar(mesh, ax=probabilities_ax, pad=0.005, label="probability")
-    probabilities_ax.set_title("each clip's genre probabilities", loc="left")
-    probabilities_ax.set_xlabel("time (s)")
-    figure.suptitle(f"{Path(explanation.path).name}: why {label}?")
-    _save(figure, path)
+        cam_side.fill_betweenx(bands, 0, item.grad_cam.mean(axis=1), color="tab:orange")
+        cam_side.set_xlim(0, None)
+    cam_side.set_title("per band", fontsize=8)
+    attribution = item.integrated_gradients
+    limit = _colour_range(np.abs(attribution))[1] or 1.0
+    signed = gradients_ax.imshow(
+        attribution, origin="lower", aspect="auto", extent=extent, cmap="RdBu_r", vmin=-limit, vmax=limit
+    )
+    figure.colorbar(signed, ax=gradients_ax, pad=0.005, label="attribution")
+    per_band = attribution.sum(axis=1)
+    gradients_side.barh(bands, per_band, height=1.0, color=np.where(per_band > 0, "tab:red", "tab:blue"))
+    gradients_side.axvline(0, color="black", linewidth=0.5)
+    for ax in sides:
+        ax.tick_params(labelleft=False, labelsize=7)
+    for ax in (image_ax, cam_ax, gradients_ax):
+        ax.set_ylabel("band")
+
+
+def _draw_waveform_maps(
+    image_ax: Axes, cam_ax: Axes, gradients_ax: Axes, item: InputExplanation, duration: float
+) -> None:
+    """The waveform's envelope, its Grad-CAM and its integrated gradients per frame, as curves over time."""
+    frames = item.image.shape[1]
+    times = (np.arange(frames) + 0.5) * duration / frames
+    envelope = item.image[0]
+    image_ax.fill_between(times, -envelope, envelope, color="tab:gray", linewidth=0)
+    image_ax.set_ylabel("amplitude")
+    if item.grad_cam is not None:
+        cam_ax.fill_between(times, 0, item.grad_cam[0], color="tab:orange", linewidth=0)
+    cam_ax.set_ylim(0, 1.05)
+    cam_ax.set_ylabel("Grad-CAM")
+    attribution = item.integrated_gradients[0]
+    gradients_ax.fill_between(times, 0, attribution, where=attribution > 0, color="tab:red", linewidth=0)
+    gradients_ax.fill_between(times, 0, attribution, where=attribution < 0, color="tab:blue", linewidth=0)
+    gradients_ax.axhline(0, color="black", linewidth=0.5)
+    gradients_ax.set_ylabel("attribution")
 
 
 def draw_timeline(path: str | Path, timeline: list[dict], labels: list[str], title: str) -> None:
