@@ -19,11 +19,19 @@ from test_models import TINY, TINY_CLIP, tones
 import mgcli.explain.explain as explain_module
 from mgcli.checkpoint import make_checkpoint, save_checkpoint
 from mgcli.explain.explain import explain_file
-from mgcli.explain.inspect import hpss, sinc_filters
-from mgcli.explain.plot import CUTOFFS_PIXELS, EXPLAIN_PIXELS, RESPONSES_PIXELS, SPECTROGRAMS_PIXELS, TIMELINE_PIXELS
+from mgcli.explain.inspect import filter_banks, hpss, sinc_filters
+from mgcli.explain.plot import (
+    CUTOFFS_PIXELS,
+    EXPLAIN_PIXELS,
+    FILTERS_PIXELS,
+    RESPONSES_PIXELS,
+    SPECTROGRAMS_PIXELS,
+    TIMELINE_PIXELS,
+)
 from mgcli.inference import load_model
 from mgcli.models import MODELS, build
 from mgcli.models.sincnet import SincNet
+from mgcli.shipped import WEIGHTS_DIR
 from mgcli.torch_engine import GenreModel
 
 CLIP = 8000  # 0.5 s
@@ -194,6 +202,22 @@ def test_inspect_draws_the_filters_and_figure_4(capsys, checkpoints, song, tmp_p
     assert png_size(tmp_path / "sinc-responses.png") == RESPONSES_PIXELS
     assert png_size(tmp_path / "spectrograms.png") == SPECTROGRAMS_PIXELS
     assert stdout.count("written:") == 3
+
+
+def test_inspect_draws_musicnns_strongest_front_end_filters(capsys, tmp_path):
+    default = WEIGHTS_DIR / "default.pt"
+    code, stdout, err = mgc(capsys, "inspect", default, "--out", tmp_path)
+    assert code == 0, err
+    assert png_size(tmp_path / "front-end-filters.png") == FILTERS_PIXELS == (1600, 900)
+    assert stdout.count("written:") == 1 and not (tmp_path / "sinc-cutoffs.png").exists()
+    banks = filter_banks(load_model(default, "cpu", engine="torch").network, k=3)
+    assert [(b.name, b.weights.shape, b.n_filters) for b in banks] == [
+        ("timbral 7 x 38", (3, 7, 38), 204), ("timbral 7 x 67", (3, 7, 67), 204),
+        ("temporal 128 x 1", (3, 128, 1), 51), ("temporal 64 x 1", (3, 64, 1), 51), ("temporal 32 x 1", (3, 32, 1), 51),
+    ]
+    for bank in banks:  # strongest first
+        norms = np.linalg.norm(bank.weights.reshape(3, -1), axis=1)
+        assert np.all(np.diff(norms) <= 0) and len(set(bank.index)) == 3
 
 
 def test_sinc_filters_compare_learned_cutoffs_with_their_mel_start(checkpoints):

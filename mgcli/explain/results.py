@@ -48,6 +48,16 @@ class SincFilters:
 
 
 @dataclass
+class FilterBank:
+    """The strongest filters of one learned front-end bank over (time x band), strongest first."""
+
+    name: str  # e.g. "timbral 7 x 38": frames x bands
+    index: np.ndarray  # [k]: each filter's place in its bank
+    weights: np.ndarray  # [k, frames, bands], scaled by the gain the network gives each filter
+    n_filters: int  # filters in the whole bank
+
+
+@dataclass
 class ClipSpectrograms:
     """One clip seen by the network's sinc front end and by four hand-made spectrograms (log power)."""
 

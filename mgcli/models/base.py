@@ -57,6 +57,7 @@ class GenreNetwork(nn.Module):
     - `channels_last`: the memory layout `torch_engine.place` gives the network;
     - `explained_inputs`: the inputs (spectrograms or the waveform) that `mgc explain` maps;
     - `learned_spectrogram` and `learned_taps`: the learned sinc representation `mgc inspect` shows;
+    - `learned_filters`: the learned (time x band) front-end filters `mgc inspect` draws;
     - `init_backbone`, `shipped_backbone` and `trains_on_features`: pretrained weights, and
       training on a frozen front end's cached output;
     - `is_tagger`: whether the logits are independent tags rather than exclusive genres.
@@ -83,6 +84,11 @@ class GenreNetwork(nn.Module):
     def learned_taps(self) -> list[int]:
         """The filter length of each bank of `learned_spectrogram`."""
         return []
+
+    def learned_filters(self) -> dict[str, Tensor]:
+        """Learned front-end convolution filters over a spectrogram, by bank name: [filters, time, bands], each
+        scaled by the gain the network gives it, so that their sizes compare; none by default."""
+        return {}
 
     def init_backbone(self, weights: dict[str, Tensor], source: str) -> int:
         """Copy pretrained `weights`, read from the file `source` (named in errors), into the network;

@@ -253,6 +253,16 @@ class Musicnn(GenreNetwork):
     def forward(self, wave: Tensor) -> Tensor:
         return self.from_front_features(self.front_features(wave))
 
+    def learned_filters(self) -> dict[str, Tensor]:
+        """The five front-end branches' filters, each times its BatchNorm's |scale| (the gain after its ReLU)."""
+        filters = {}
+        for kind, branches in (("timbral", self.timbral), ("temporal", self.temporal)):
+            for branch in branches:
+                frames, bands = branch.conv.kernel_size
+                gain = (branch.norm.weight * torch.rsqrt(branch.norm.running_var + branch.norm.eps)).abs()
+                filters[f"{kind} {frames} x {bands}"] = branch.conv.weight[:, 0].detach() * gain[:, None, None]
+        return filters
+
     def explained_inputs(self) -> list[ExplainedInput]:
         """The log-mel (zero is silence), with the timbral branches' (time x band) maps, before
         their max over bands, for Grad-CAM: the temporal ones span one band each and only time."""
@@ -326,6 +336,9 @@ class MusicnnEnsemble(GenreNetwork):
     def explained_inputs(self) -> list[ExplainedInput]:
         """The shared front end's: Grad-CAM's maps there feed every member."""
         return self.members[0].explained_inputs()
+
+    def learned_filters(self) -> dict[str, Tensor]:
+        return self.members[0].learned_filters()
 
 
 def ensemble_of(networks: list[Musicnn]) -> MusicnnEnsemble:
