@@ -115,6 +115,7 @@ def _draw_spectrogram_maps(
     gradients_side.axvline(0, color="black", linewidth=0.5)
     for ax in sides:
         ax.tick_params(labelleft=False, labelsize=7)
+        ax.locator_params(axis="x", nbins=3)  # a narrow panel: a few ticks, or their labels run together
     for ax in (image_ax, gradients_ax):
         ax.set_ylabel("band")
 
