@@ -99,7 +99,8 @@ class FrontEndBranch(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.norm.training or torch.is_grad_enabled():
-            # As written: training, and explain's Grad-CAM, which needs the map the fused form below skips.
+            # As written wherever gradients are recorded (training; explain's Grad-CAM hooks band_map,
+            # which the fused form below skips). Inference and export run without them: fused.
             return self.band_map(self.norm(F.relu(self.convolve(x, self.conv.weight, self.conv.bias)))).amax(dim=3)
         # With fixed statistics BatchNorm is a per-filter a * y + b. The maximum over bands of
         # a * relu(z) + b is a * relu(max z) + b where a >= 0, and a * relu(min z) + b where
@@ -264,8 +265,8 @@ class Musicnn(GenreNetwork):
         return filters
 
     def explained_inputs(self) -> list[ExplainedInput]:
-        """The log-mel (zero is silence), with the timbral branches' (time x band) maps, before
-        their max over bands, for Grad-CAM: the temporal ones span one band each and only time."""
+        """The log-mel (zero is silence), with the timbral branches' (time x band) maps, before their
+        max over bands, for Grad-CAM (the temporal filters, one band wide, find patterns in time only)."""
         maps = [FeatureMap(branch.band_map, branch.conv.kernel_size[1]) for branch in self.timbral]
         return [ExplainedInput("log-mel", self.front_end, TIME_BY_BANDS, maps)]
 
