@@ -18,7 +18,14 @@ from rich.text import Text
 
 from . import MgcError, __version__, printable
 from .audio import DEFAULT_HOP_SECONDS, AudioError
-from .explain.plot import CUTOFFS_PIXELS, EXPLAIN_PIXELS, RESPONSES_PIXELS, SPECTROGRAMS_PIXELS, TIMELINE_PIXELS
+from .explain.plot import (
+    CUTOFFS_PIXELS,
+    EXPLAIN_PIXELS,
+    FILTERS_PIXELS,
+    RESPONSES_PIXELS,
+    SPECTROGRAMS_PIXELS,
+    TIMELINE_PIXELS,
+)
 
 app = typer.Typer(
     help="Music genre classification: MS-SincResNet and friends.",
@@ -558,14 +565,15 @@ def explain(
 def inspect_checkpoint(
     weights: Annotated[Path, typer.Argument(help="Checkpoint to inspect.")],
     out_dir: Annotated[Path, typer.Option("--out", help=(
-        f"Folder for sinc-cutoffs.png ({CUTOFFS_PIXELS[0]} x {CUTOFFS_PIXELS[1]} pixels), sinc-responses.png "
-        f"({RESPONSES_PIXELS[0]} x {RESPONSES_PIXELS[1]}) and, with --audio, spectrograms.png "
+        f"Folder for sinc-cutoffs.png ({CUTOFFS_PIXELS[0]} x {CUTOFFS_PIXELS[1]} pixels) and sinc-responses.png "
+        f"({RESPONSES_PIXELS[0]} x {RESPONSES_PIXELS[1]}) of sinc models, front-end-filters.png "
+        f"({FILTERS_PIXELS[0]} x {FILTERS_PIXELS[1]}) of musicnn's and, with --audio, spectrograms.png "
         f"({SPECTROGRAMS_PIXELS[0]} x {SPECTROGRAMS_PIXELS[1]})."
     ))],
     audio: Annotated[Optional[Path], typer.Option(help="Also draw a clip of this file: the learned representation beside its mel, linear, harmonic and percussive spectrograms.")] = None,
     start: Annotated[Optional[float], typer.Option(help="With --audio: where the clip starts, in seconds (default: the middle of the track).")] = None,
 ) -> None:
-    """Draw a checkpoint's learned sinc filters and, with --audio, how it sees a clip (needs mgcli\\[plot])."""
+    """Draw a checkpoint's learned filters (sinc, or musicnn's front end) and, with --audio, how it sees a clip (needs mgcli\\[plot])."""
     options = dict(locals())  # the parameters, named as the library call's keywords
     from .explain.inspect import inspect
 

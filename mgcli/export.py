@@ -148,7 +148,10 @@ def save_torchscript(network: nn.Module, example: torch.Tensor, metadata: dict[s
         warnings.simplefilter("ignore", FutureWarning)
         # Python branches on a config value (the number of sinc banks) are recorded as constants: intended.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        traced = torch.jit.trace(network, example)
+        # Without gradients, as inference runs: musicnn's front end takes its fused form then (the
+        # trace records one path, and its check re-runs it the same way).
+        with torch.no_grad():
+            traced = torch.jit.trace(network, example)
         torch.jit.save(traced, str(path), _extra_files={METADATA_FILE: json.dumps(metadata)})
 
 

@@ -12,15 +12,27 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import SHARED_GTZAN
 from test_cli import mgc
-from test_models import tones
+from test_models import TINY, TINY_CLIP, tones
 
+import mgcli.explain.explain as explain_module
 from mgcli.checkpoint import make_checkpoint, save_checkpoint
 from mgcli.explain.explain import explain_file
-from mgcli.explain.inspect import hpss, sinc_filters
-from mgcli.explain.plot import CUTOFFS_PIXELS, EXPLAIN_PIXELS, RESPONSES_PIXELS, SPECTROGRAMS_PIXELS, TIMELINE_PIXELS
+from mgcli.explain.inspect import filter_banks, hpss, sinc_filters
+from mgcli.explain.plot import (
+    CUTOFFS_PIXELS,
+    EXPLAIN_PIXELS,
+    FILTERS_PIXELS,
+    RESPONSES_PIXELS,
+    SPECTROGRAMS_PIXELS,
+    TIMELINE_PIXELS,
+)
 from mgcli.inference import load_model
-from mgcli.models import build
+from mgcli.models import MODELS, build
+from mgcli.models.sincnet import SincNet
+from mgcli.shipped import WEIGHTS_DIR
+from mgcli.torch_engine import GenreModel
 
 CLIP = 8000  # 0.5 s
 # Tiny configs whose last feature maps keep a few time steps, so a Grad-CAM map can vary within a clip.
@@ -112,14 +124,75 @@ def test_explain_a_chosen_genre_writes_a_png_of_the_promised_size(capsys, checkp
     assert png_size(out) == EXPLAIN_PIXELS == (1400, 1000)
 
 
+WAVEFORM_MODELS = ("samplecnn", "samplecnn-mlms", "sincnet")
+MUSICNN_MODELS = ("musicnn", "musicnn-probe", "musicnn-ensemble", "musicnn-vgg")
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_registry_model_explains_a_track(song, name):
+    """Every model maps its input: a spectrogram's bands by time, or a waveform's frames on one row."""
+    torch.manual_seed(0)
+    config = {"clip_samples": TINY_CLIP, **TINY[name]}
+    network = build(name, n_classes=len(LABELS), **config)
+    waves, targets = tones(config["clip_samples"])
+    optimizer = torch.optim.Adam([p for p in network.parameters() if p.requires_grad], lr=0.01)
+    for _ in range(10):  # a few steps: an untrained network's Grad-CAM can be zero everywhere
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(network(waves), targets).backward()
+        optimizer.step()
+    model = GenreModel(name, network.eval(), LABELS, torch.device("cpu"))
+    explanation = explain_file(model, song, steps=2)
+    assert explanation.label in LABELS and 0 < explanation.probability <= 1
+    for item in explanation.inputs:
+        assert item.image.shape == item.integrated_gradients.shape
+        assert np.isfinite(item.integrated_gradients).all() and np.abs(item.integrated_gradients).max() > 0
+        assert item.waveform == (name in WAVEFORM_MODELS)
+        if item.waveform:  # frames of 256 samples, one row
+            assert item.image.shape == (1, len(explanation.timeline) * -(-config["clip_samples"] // 256))
+        if name in MUSICNN_MODELS:  # musicnn's 96 mel bands, low to high
+            assert item.image.shape[0] == 96
+        if name == "mel-linear":  # nothing convolves its log-mel
+            assert item.grad_cam is None
+            continue
+        cam = item.grad_cam
+        assert cam.shape == item.image.shape and np.isfinite(cam).all()
+        assert cam.min() >= 0 and cam.max() == pytest.approx(1)
+
+
 @pytest.mark.parametrize(
     "model, extra, message",
-    [("sincnet", [], "sincnet reads no 2D input"), ("bbnn", ["--label", "jazz"], "unknown genre 'jazz'")],
+    [("sincnet", [], "sincnet declares no input for explain to map"), ("bbnn", ["--label", "jazz"], "unknown genre 'jazz'")],
 )
-def test_explain_says_what_it_cannot_do(capsys, checkpoints, song, tmp_path, model, extra, message):
+def test_explain_says_what_it_cannot_do(capsys, checkpoints, song, tmp_path, monkeypatch, model, extra, message):
+    monkeypatch.setattr(SincNet, "explained_inputs", lambda self: [])  # as a model with nothing to map
     code, _, err = mgc(capsys, "explain", song, "--weights", checkpoints[model], "--out", tmp_path / "x.png", *extra)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHARED_GTZAN.is_dir(), reason="needs ../shared/data/gtzan")
+def test_explain_the_shipped_default_on_a_real_clip(capsys, tmp_path, monkeypatch):
+    drawn = []
+
+    def keep_and_draw(path, explanation):
+        drawn.append(explanation)
+        draw(path, explanation)
+
+    draw = explain_module.draw_explanation
+    monkeypatch.setattr(explain_module, "draw_explanation", keep_and_draw)
+    out = tmp_path / "why.png"
+    code, stdout, err = mgc(capsys, "explain", SHARED_GTZAN / "metal" / "metal.00003.ogg", "--steps", "2",
+                            "--device", "cpu", "--out", out)
+    assert code == 0, err
+    assert png_size(out) == EXPLAIN_PIXELS
+    [explanation] = drawn
+    assert len(explanation.timeline) == 10  # a 30-s clip, 3-s clips
+    [log_mel] = explanation.inputs
+    assert log_mel.image.shape[0] == 96 and log_mel.grad_cam.shape == log_mel.image.shape
+    for values in (log_mel.image, log_mel.grad_cam, log_mel.integrated_gradients):
+        assert np.isfinite(values).all() and np.abs(values).max() > 0
+    assert log_mel.grad_cam.std() > 0
 
 
 def test_inspect_draws_the_filters_and_figure_4(capsys, checkpoints, song, tmp_path):
@@ -129,6 +202,22 @@ def test_inspect_draws_the_filters_and_figure_4(capsys, checkpoints, song, tmp_p
     assert png_size(tmp_path / "sinc-responses.png") == RESPONSES_PIXELS
     assert png_size(tmp_path / "spectrograms.png") == SPECTROGRAMS_PIXELS
     assert stdout.count("written:") == 3
+
+
+def test_inspect_draws_musicnns_strongest_front_end_filters(capsys, tmp_path):
+    default = WEIGHTS_DIR / "default.pt"
+    code, stdout, err = mgc(capsys, "inspect", default, "--out", tmp_path)
+    assert code == 0, err
+    assert png_size(tmp_path / "front-end-filters.png") == FILTERS_PIXELS == (1600, 900)
+    assert stdout.count("written:") == 1 and not (tmp_path / "sinc-cutoffs.png").exists()
+    banks = filter_banks(load_model(default, "cpu", engine="torch").network, k=3)
+    assert [(b.name, b.weights.shape, b.n_filters) for b in banks] == [
+        ("timbral 7 x 38", (3, 7, 38), 204), ("timbral 7 x 67", (3, 7, 67), 204),
+        ("temporal 128 x 1", (3, 128, 1), 51), ("temporal 64 x 1", (3, 64, 1), 51), ("temporal 32 x 1", (3, 32, 1), 51),
+    ]
+    for bank in banks:  # strongest first
+        norms = np.linalg.norm(bank.weights.reshape(3, -1), axis=1)
+        assert np.all(np.diff(norms) <= 0) and len(set(bank.index)) == 3
 
 
 def test_sinc_filters_compare_learned_cutoffs_with_their_mel_start(checkpoints):

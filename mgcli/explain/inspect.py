@@ -2,6 +2,8 @@
 
 - `sinc_filters`: every sinc bank's learned cut-offs beside its mel-scale start, its taps and
   their frequency responses (SincNet's filters are two numbers each, so they can be read).
+- `filter_banks`: the strongest of a network's learned (time x band) front-end filters (musicnn's
+  timbral and temporal branches), as the network scales them;
 - `clip_spectrograms`: one clip's learned multi-scale sinc representation beside its mel,
   linear, harmonic and percussive spectrograms (MS-SincResNet's figure 4), the last two by
   median-filtering HPSS (`hpss`, Fitzgerald 2010).
@@ -25,15 +27,16 @@ from ..inference import load_model
 from ..models.mel import LOG_FLOOR, LogMel
 from ..models.sinc import SincConv
 from ..torch_engine import GenreModel
-from .plot import draw_sinc_cutoffs, draw_sinc_responses, draw_spectrograms, require_matplotlib
-from .results import ClipSpectrograms, SincFilters
+from .plot import draw_filter_banks, draw_sinc_cutoffs, draw_sinc_responses, draw_spectrograms, require_matplotlib
+from .results import ClipSpectrograms, FilterBank, SincFilters
 
 # The hand-made spectrograms of `clip_spectrograms`: the paper's mel settings (window 512, hop 128 at 16 kHz).
 N_FFT = 512
 HOP_LENGTH = 128
 
 N_MELS = 128
-HPSS_KERNEL = 17  # median filter length, in frames and in bins (Fitzgerald's choice)
+HPSS_KERNEL = 17
+STRONGEST = 8  # filters drawn per front-end bank  # median filter length, in frames and in bins (Fitzgerald's choice)
 
 
 def sinc_filters(network: nn.Module, n_fft: int = 4096) -> list[SincFilters]:
@@ -62,6 +65,16 @@ def sinc_filters(network: nn.Module, n_fft: int = 4096) -> list[SincFilters]:
                 (20 * torch.log10(magnitude + 1e-8)).numpy(),
             )
         )
+    return banks
+
+
+def filter_banks(network: nn.Module, k: int = STRONGEST) -> list[FilterBank]:
+    """The `k` strongest filters (largest norm, gain included) of each bank of the network's `learned_filters`."""
+    banks = []
+    for name, weights in network.learned_filters().items():
+        weights = weights.float().cpu()
+        strongest = weights.flatten(1).norm(dim=1).argsort(descending=True)[:k]
+        banks.append(FilterBank(name, strongest.numpy(), weights[strongest].numpy(), len(weights)))
     return banks
 
 
@@ -126,22 +139,30 @@ def inspect(
     weights: str | Path, out_dir: str | Path, audio: str | Path | None = None, start: float | None = None,
     notify: Callable[[str], None] = quiet,
 ) -> list[Path]:
-    """`mgc inspect`: draw a checkpoint's sinc filters into `out_dir` and, with `audio`, how it
-    sees a clip of it from `start` seconds (needs mgcli[plot]). Returns the files written."""
+    """`mgc inspect`: draw a checkpoint's learned filters (sinc banks, or musicnn's front end) into
+    `out_dir` and, with `audio`, how it sees a clip of it from `start` seconds (needs mgcli[plot]).
+    Returns the files written."""
     if start is not None and audio is None:
         raise MgcError("--start places the --audio clip: give --audio FILE too")
     require_matplotlib()
     check_output_folder(out_dir)
     model = load_model(weights, "cpu", engine="torch")
     banks = sinc_filters(model.network)
-    if not banks and audio is None:
-        raise MgcError(f"{weights}: {model.name} has no sinc filters to draw; pass --audio FILE for its spectrograms")
+    front_end = filter_banks(model.network)
+    if not banks and not front_end and audio is None:
+        raise MgcError(
+            f"{weights}: {model.name} has no sinc filters to draw, nor learned (time x band) front-end filters; "
+            "pass --audio FILE for its spectrograms"
+        )
     out_dir = Path(out_dir)
     written = []
     if banks:
         written += [out_dir / "sinc-cutoffs.png", out_dir / "sinc-responses.png"]
         draw_sinc_cutoffs(written[0], banks)
         draw_sinc_responses(written[1], banks)
+    if front_end:
+        written.append(out_dir / "front-end-filters.png")
+        draw_filter_banks(written[-1], front_end)
     if audio:
         clip = clip_spectrograms(model, audio, start)
         if clip.learned is None:

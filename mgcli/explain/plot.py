@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import MgcError
 from ..audio import SAMPLE_RATE, hz_to_mel, mel_to_hz
-from .results import ClipSpectrograms, Explanation, SincFilters
+from .results import ClipSpectrograms, Explanation, FilterBank, InputExplanation, SincFilters
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -29,6 +29,7 @@ TIMELINE_PIXELS = (1200, 400)  # mgc predict --timeline-png
 CUTOFFS_PIXELS = (1200, 600)  # mgc inspect: sinc-cutoffs.png
 RESPONSES_PIXELS = (1200, 900)  # mgc inspect: sinc-responses.png
 SPECTROGRAMS_PIXELS = (1600, 800)  # mgc inspect --audio: spectrograms.png
+FILTERS_PIXELS = (1600, 900)  # mgc inspect: front-end-filters.png
 
 
 def require_matplotlib() -> type[Figure]:
@@ -44,40 +45,99 @@ def require_matplotlib() -> type[Figure]:
 
 
 def draw_explanation(path: str | Path, explanation: Explanation) -> None:
-    """Per 2D input: the image over the whole track, its Grad-CAM and integrated gradients; clip probabilities beneath."""
+    """Per input: what the model reads over the whole track, its Grad-CAM and integrated gradients; clip
+    probabilities beneath. A spectrogram's maps are images, with each band's share of the evidence at
+    their right; a waveform's are curves over time."""
     figure = _figure(EXPLAIN_PIXELS)
     n_rows = 3 * len(explanation.inputs)
-    axes = figure.subplots(n_rows + 1, 1, sharex=True, height_ratios=[3] * n_rows + [2])
+    grid = figure.add_gridspec(n_rows + 1, 2, width_ratios=[12, 1], height_ratios=[3] * n_rows + [2])
+    time_ax = figure.add_subplot(grid[-1, 0])
+    axes = [figure.add_subplot(grid[row, 0], sharex=time_ax) for row in range(n_rows)]
     label = explanation.label
     duration = len(explanation.timeline) * explanation.clip_seconds
     for i, item in enumerate(explanation.inputs):
         image_ax, cam_ax, gradients_ax = axes[3 * i : 3 * i + 3]
-        extent = (0, duration, 0, item.image.shape[0])
-        figure.colorbar(_image(image_ax, item.image, extent), ax=image_ax, pad=0.005, label="input value")
         image_ax.set_title(f"{item.name}: what the model reads", loc="left")
+        cam_ax.set_title(f"Grad-CAM for {label}: where its evidence lies", loc="left")
+        gradients_ax.set_title(f"integrated gradients for {label}: red speaks for it, blue against", loc="left")
+        if item.grad_cam is None:
+            cam_ax.text(0.5, 0.5, f"no Grad-CAM: no convolution reads the {item.name}", transform=cam_ax.transAxes,
+                        ha="center", va="center")
+            cam_ax.set_yticks([])
+        if item.waveform:
+            _draw_waveform_maps(image_ax, cam_ax, gradients_ax, item, duration)
+        else:
+            rows = (1, 2) if item.grad_cam is not None else (2,)
+            sides = [figure.add_subplot(grid[3 * i + row, 1], sharey=axes[3 * i + row]) for row in rows]
+            _draw_spectrogram_maps(figure, image_ax, cam_ax, gradients_ax, sides, item, duration)
+        for ax in (image_ax, cam_ax, gradients_ax):
+            ax.tick_params(labelbottom=False)
+    mesh = _draw_clips(time_ax, explanation.timeline, explanation.labels, highlight=label)
+    figure.colorbar(mesh, ax=time_ax, pad=0.005, label="probability")
+    time_ax.set_title("each clip's genre probabilities", loc="left")
+    time_ax.set_xlabel("time (s)")
+    time_ax.set_xlim(0, duration)
+    figure.suptitle(f"{Path(explanation.path).name}: why {label} ({explanation.probability:.0%})?")
+    _save(figure, path)
+
+
+def _draw_spectrogram_maps(
+    figure: Figure, image_ax: Axes, cam_ax: Axes, gradients_ax: Axes, sides: list[Axes], item: InputExplanation,
+    duration: float,
+) -> None:
+    """The input, its Grad-CAM over it and its integrated gradients as images, bands up; at their right
+    (`sides`: one axis per map) each band's mean Grad-CAM and its attribution summed over the track:
+    which bands carried the genre."""
+    extent = (0, duration, 0, item.image.shape[0])
+    bands = np.arange(item.image.shape[0]) + 0.5
+    figure.colorbar(_image(image_ax, item.image, extent), ax=image_ax, pad=0.005, label="input value")
+    if item.grad_cam is not None:
+        cam_side = sides[0]
+        cam_ax.set_ylabel("band")
         _image(cam_ax, item.image, extent, cmap="gray")
         heat = cam_ax.imshow(
             item.grad_cam, origin="lower", aspect="auto", extent=extent, cmap="turbo", vmin=0, vmax=1,
             alpha=0.8 * np.clip(item.grad_cam, 0, 1),  # no evidence: the input shows through
         )
         figure.colorbar(heat, ax=cam_ax, pad=0.005, label="Grad-CAM")
-        cam_ax.set_title(f"Grad-CAM for {label}: where its evidence lies", loc="left")
-        attribution = item.integrated_gradients
-        limit = _colour_range(np.abs(attribution))[1] or 1.0
-        signed = gradients_ax.imshow(
-            attribution, origin="lower", aspect="auto", extent=extent, cmap="RdBu_r", vmin=-limit, vmax=limit
-        )
-        figure.colorbar(signed, ax=gradients_ax, pad=0.005, label="attribution")
-        gradients_ax.set_title(f"integrated gradients for {label}: red speaks for it, blue against", loc="left")
-        for ax in (image_ax, cam_ax, gradients_ax):
-            ax.set_ylabel("band")
-    probabilities_ax = axes[-1]
-    mesh = _draw_clips(probabilities_ax, explanation.timeline, explanation.labels, highlight=label)
-    figure.colorbar(mesh, ax=probabilities_ax, pad=0.005, label="probability")
-    probabilities_ax.set_title("each clip's genre probabilities", loc="left")
-    probabilities_ax.set_xlabel("time (s)")
-    figure.suptitle(f"{Path(explanation.path).name}: why {label}?")
-    _save(figure, path)
+        cam_side.fill_betweenx(bands, 0, item.grad_cam.mean(axis=1), color="tab:orange")
+        cam_side.set_xlim(0, None)
+    sides[0].set_title("per band", fontsize=8)
+    attribution = item.integrated_gradients
+    limit = _colour_range(np.abs(attribution))[1] or 1.0
+    signed = gradients_ax.imshow(
+        attribution, origin="lower", aspect="auto", extent=extent, cmap="RdBu_r", vmin=-limit, vmax=limit
+    )
+    figure.colorbar(signed, ax=gradients_ax, pad=0.005, label="attribution")
+    per_band = attribution.sum(axis=1)
+    gradients_side = sides[-1]
+    gradients_side.barh(bands, per_band, height=1.0, color=np.where(per_band > 0, "tab:red", "tab:blue"))
+    gradients_side.axvline(0, color="black", linewidth=0.5)
+    for ax in sides:
+        ax.tick_params(labelleft=False, labelsize=7)
+        ax.locator_params(axis="x", nbins=3)  # a narrow panel: a few ticks, or their labels run together
+    for ax in (image_ax, gradients_ax):
+        ax.set_ylabel("band")
+
+
+def _draw_waveform_maps(
+    image_ax: Axes, cam_ax: Axes, gradients_ax: Axes, item: InputExplanation, duration: float
+) -> None:
+    """The waveform's envelope, its Grad-CAM and its integrated gradients per frame, as curves over time."""
+    frames = item.image.shape[1]
+    times = (np.arange(frames) + 0.5) * duration / frames
+    envelope = item.image[0]
+    image_ax.fill_between(times, -envelope, envelope, color="tab:gray", linewidth=0)
+    image_ax.set_ylabel("amplitude")
+    if item.grad_cam is not None:
+        cam_ax.fill_between(times, 0, item.grad_cam[0], color="tab:orange", linewidth=0)
+    cam_ax.set_ylim(0, 1.05)
+    cam_ax.set_ylabel("Grad-CAM")
+    attribution = item.integrated_gradients[0]
+    gradients_ax.fill_between(times, 0, attribution, where=attribution > 0, color="tab:red", linewidth=0)
+    gradients_ax.fill_between(times, 0, attribution, where=attribution < 0, color="tab:blue", linewidth=0)
+    gradients_ax.axhline(0, color="black", linewidth=0.5)
+    gradients_ax.set_ylabel("attribution")
 
 
 def draw_timeline(path: str | Path, timeline: list[dict], labels: list[str], title: str) -> None:
@@ -154,6 +214,41 @@ def draw_sinc_responses(path: str | Path, banks: list[SincFilters], n_shown: int
     axes[-1][0].set_xlabel("time (ms)")
     axes[-1][1].set_xlabel("frequency (Hz)")
     figure.suptitle("learned sinc filters")
+    _save(figure, path)
+
+
+def draw_filter_banks(path: str | Path, banks: list[FilterBank]) -> None:
+    """The strongest learned front-end filters: a bank spanning several bands as a row of (band x time)
+    images; the banks one band wide (over time only) as curves, one panel each, in the last row."""
+    figure = _figure(FILTERS_PIXELS)
+    images = [bank for bank in banks if bank.weights.shape[2] > 1]
+    curves = [bank for bank in banks if bank.weights.shape[2] == 1]
+    rows = figure.subfigures(len(images) + bool(curves), 1, squeeze=False)[:, 0]
+    for row, bank in zip(rows, images):
+        axes = row.subplots(1, len(bank.index), squeeze=False)[0]
+        limit = np.abs(bank.weights).max() or 1.0
+        for ax, index, weights in zip(axes, bank.index, bank.weights):
+            frames, bands = weights.shape
+            mesh = ax.imshow(weights.T, origin="lower", aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit,
+                             extent=(0, frames, 0, bands))
+            ax.set_title(f"#{index}", fontsize=8)
+            ax.tick_params(labelsize=7)
+            ax.set_xlabel("frame", fontsize=7)
+        axes[0].set_ylabel("band above the lowest", fontsize=7)
+        row.colorbar(mesh, ax=list(axes), pad=0.005, label="weight")
+        row.suptitle(f"{bank.name} (frames x bands): {len(bank.index)} of {bank.n_filters}", x=0.01, ha="left",
+                     fontsize=10)
+    if curves:
+        axes = rows[-1].subplots(1, len(curves), squeeze=False)[0]
+        for ax, bank in zip(axes, curves):
+            for index, weights in zip(bank.index, bank.weights[:, :, 0]):
+                ax.plot(np.arange(len(weights)), weights, linewidth=0.8, label=f"#{index}")
+            ax.set_title(f"{bank.name} (frames x bands): {len(bank.index)} of {bank.n_filters}", loc="left",
+                         fontsize=9)
+            ax.set_xlabel("frame")
+            ax.legend(fontsize=6, ncols=2)
+        axes[0].set_ylabel("weight")
+    figure.suptitle("learned front-end filters, strongest first (weights times each filter's gain)")
     _save(figure, path)
 
 

@@ -9,18 +9,23 @@ import numpy as np
 
 @dataclass
 class InputExplanation:
-    """Maps over one 2D input for a whole track: back-to-back clips side by side on the time axis."""
+    """Maps over one input for a whole track, [rows, n_clips * frames]: back-to-back clips side by side in time.
+
+    A spectrogram's rows are its bands (low to high); a waveform has one row of short frames.
+    """
 
     name: str
-    image: np.ndarray  # [H, n_clips * W]: the input image, mean over its channels
-    grad_cam: np.ndarray  # [H, n_clips * W] in [0, 1]; 1 is the strongest evidence anywhere in the track
-    integrated_gradients: np.ndarray  # [H, n_clips * W], summed over channels: > 0 speaks for the genre
+    waveform: bool  # one row of frames, not a spectrogram
+    image: np.ndarray  # the input, mean over its channels; a waveform: each frame's peak |amplitude|
+    grad_cam: np.ndarray | None  # in [0, 1], 1 the strongest evidence in the track; None: no convolution reads the input
+    integrated_gradients: np.ndarray  # summed over channels (a waveform: over each frame): > 0 speaks for the genre
 
 
 @dataclass
 class Explanation:
     path: str
     label: str  # the genre explained
+    probability: float  # the track's calibrated probability of `label`, as predict gives it
     labels: list[str]
     clip_seconds: float
     timeline: list[dict]  # inference.timeline of the back-to-back clips: each clip's genre probabilities
@@ -40,6 +45,16 @@ class SincFilters:
     taps: np.ndarray  # [K, L] impulse responses
     response_hz: np.ndarray  # [n_freqs]
     response_db: np.ndarray  # [K, n_freqs] magnitude responses, 20 log10 |H|; the passband is near 0 dB
+
+
+@dataclass
+class FilterBank:
+    """The strongest filters of one learned front-end bank over (time x band), strongest first."""
+
+    name: str  # e.g. "timbral 7 x 38": frames x bands
+    index: np.ndarray  # [k]: each filter's place in its bank
+    weights: np.ndarray  # [k, frames, bands], scaled by the gain the network gives each filter
+    n_filters: int  # filters in the whole bank
 
 
 @dataclass

@@ -10,13 +10,39 @@ from torch import Tensor, nn
 from mgcli import MgcError
 
 
+# How an explained input's tensor is laid out (batch first).
+BANDS_BY_TIME = "bands x time"  # [B, C, bands, time]: a spectrogram image (channels optional: [B, bands, time])
+TIME_BY_BANDS = "time x bands"  # [B, time, bands]: musicnn's log-mel
+WAVEFORM = "waveform"  # [B, samples]
+
+
 @dataclass
-class ImageInput:
-    """A 2D input of a network: the module whose output is the image, and the last conv feature map over it."""
+class FeatureMap:
+    """A convolution's output over an explained input, whose channels Grad-CAM weighs by their mean gradients.
+
+    Laid out as its input, with channels: [B, C, bands', time'], [B, C, time', bands'] or, over
+    a waveform, [B, C, time']. A pooled map is stretched onto its input; a map of a convolution
+    'valid' over bands (`band_kernel` bands wide: musicnn's timbral filters) has
+    bands - band_kernel + 1 positions, each spread over the bands its filter covers.
+    """
+
+    module: nn.Module
+    band_kernel: int = 0  # 0: a map stretched onto the input's bands
+
+
+@dataclass
+class ExplainedInput:
+    """An input that `mgc explain` maps: the module whose output it is, and the feature maps over it for Grad-CAM.
+
+    Integrated gradients run from an all-zero input to this one, so the module is where zero
+    means something: silence for musicnn's log-mel and a waveform, the mean level after an input
+    BatchNorm. No feature maps: nothing convolves the input (mel-linear), so there is no Grad-CAM.
+    """
 
     name: str
-    image: nn.Module  # output [B, C, H, W]: the image the 2D layers read
-    features: nn.Module  # output [B, C', h, w]: Grad-CAM's target, the last conv -> BN -> ReLU before pooling
+    module: nn.Module
+    layout: str  # BANDS_BY_TIME, TIME_BY_BANDS or WAVEFORM
+    feature_maps: list[FeatureMap]
 
 
 class GenreNetwork(nn.Module):
@@ -29,8 +55,9 @@ class GenreNetwork(nn.Module):
     Optional abilities, each with a default here that a model overrides when it has the ability:
     - `has_fast_path` and `span_logits`: the exact fast path of inference over overlapping clips;
     - `channels_last`: the memory layout `torch_engine.place` gives the network;
-    - `image_inputs`: the 2D inputs that `mgc explain` maps;
+    - `explained_inputs`: the inputs (spectrograms or the waveform) that `mgc explain` maps;
     - `learned_spectrogram` and `learned_taps`: the learned sinc representation `mgc inspect` shows;
+    - `learned_filters`: the learned (time x band) front-end filters `mgc inspect` draws;
     - `init_backbone`, `shipped_backbone` and `trains_on_features`: pretrained weights, and
       training on a frozen front end's cached output;
     - `is_tagger`: whether the logits are independent tags rather than exclusive genres.
@@ -45,8 +72,8 @@ class GenreNetwork(nn.Module):
         """forward() of the clips span[i * hop : i * hop + clip_samples], i < n_clips: [n_clips, n_classes]."""
         raise NotImplementedError(f"{type(self).__name__} has no fast path")
 
-    def image_inputs(self) -> list[ImageInput]:
-        """The 2D inputs that Grad-CAM and integrated gradients map; none by default."""
+    def explained_inputs(self) -> list[ExplainedInput]:
+        """The inputs that Grad-CAM and integrated gradients map; none by default."""
         return []
 
     def learned_spectrogram(self, clips: Tensor) -> Tensor | None:
@@ -57,6 +84,11 @@ class GenreNetwork(nn.Module):
     def learned_taps(self) -> list[int]:
         """The filter length of each bank of `learned_spectrogram`."""
         return []
+
+    def learned_filters(self) -> dict[str, Tensor]:
+        """Learned front-end convolution filters over a spectrogram, by bank name: [filters, time, bands], each
+        scaled by the gain the network gives it, so that their sizes compare; none by default."""
+        return {}
 
     def init_backbone(self, weights: dict[str, Tensor], source: str) -> int:
         """Copy pretrained `weights`, read from the file `source` (named in errors), into the network;

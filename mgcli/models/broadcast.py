@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from mgcli import MgcError
 from mgcli.audio import CLIP_SAMPLES, SAMPLE_RATE
-from mgcli.models.base import GenreNetwork, ImageInput
+from mgcli.models.base import BANDS_BY_TIME, ExplainedInput, FeatureMap, GenreNetwork
 from mgcli.models.mel import LogMel
 from mgcli.models.sinc import WaveformNorm
 
@@ -131,8 +131,8 @@ class BBNN(GenreNetwork):
             x = torch.cat([x, block(x)], dim=1)  # the broadcast: every block's input travels on
         return self.classifier(self.transition(x).mean(dim=(2, 3)))
 
-    def image_inputs(self) -> list[ImageInput]:
-        return [ImageInput("log-mel", self.input_norm, self.transition[0])]
+    def explained_inputs(self) -> list[ExplainedInput]:
+        return [ExplainedInput("log-mel", self.input_norm, BANDS_BY_TIME, [FeatureMap(self.transition[0])])]
 
 
 def lecun_normal_(module: nn.Module) -> None:

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from torchaudio.transforms import MelSpectrogram
 
 from mgcli.audio import CLIP_SAMPLES, SAMPLE_RATE
-from mgcli.models.base import GenreNetwork, ImageInput
+from mgcli.models.base import BANDS_BY_TIME, ExplainedInput, FeatureMap, GenreNetwork
 from mgcli.models.resnet import ClassifierHead, ResNet18, SpatialPyramidPool, load_torchvision_resnet18
 from mgcli.models.sinc import WaveformNorm
 
@@ -89,8 +89,8 @@ class ResNetMel(GenreNetwork):
         """Load torchvision ImageNet resnet18 weights into the backbone, as SincResNet.init_backbone."""
         return load_torchvision_resnet18(self.backbone, weights, source)
 
-    def image_inputs(self) -> list[ImageInput]:
-        return [ImageInput("log-mel", self.input_norm, self.backbone)]
+    def explained_inputs(self) -> list[ExplainedInput]:
+        return [ExplainedInput("log-mel", self.input_norm, BANDS_BY_TIME, [FeatureMap(self.backbone)])]
 
 
 @dataclass
@@ -126,3 +126,7 @@ class MelLinear(GenreNetwork):
         # correction=0: a one-frame clip gives std 0, not NaN
         features = torch.cat([mel.mean(dim=-1), mel.std(dim=-1, correction=0)], dim=1)
         return self.classifier(self.standardise(features))
+
+    def explained_inputs(self) -> list[ExplainedInput]:
+        """The log-mel, for integrated gradients only: no convolution reads it, so no Grad-CAM."""
+        return [ExplainedInput("log-mel", self.front_end, BANDS_BY_TIME, [])]

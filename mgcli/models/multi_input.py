@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from mgcli import MgcError
 from mgcli.audio import CLIP_SAMPLES, SAMPLE_RATE
-from mgcli.models.base import GenreNetwork, ImageInput
+from mgcli.models.base import BANDS_BY_TIME, ExplainedInput, FeatureMap, GenreNetwork
 from mgcli.models.broadcast import conv_bn_relu
 from mgcli.models.mel import LogMel
 from mgcli.models.resnet import ClassifierHead
@@ -128,11 +128,11 @@ class MultiInput(GenreNetwork):
         clips = self.wave_norm(span.unfold(0, clip_samples, hop)[:n_clips])
         return self.branches(clips, self.sinc.forward_span(span, hop, n_clips, clip_samples))
 
-    def image_inputs(self) -> list[ImageInput]:
+    def explained_inputs(self) -> list[ExplainedInput]:
         """Both 2D inputs, mapped from the same backward pass."""
         return [
-            ImageInput("log-mel", self.mel_norm, self.mel_blocks[-1][0]),
-            ImageInput("learned sinc spectrogram", self.sinc, self.sinc_blocks[-1][0]),
+            ExplainedInput("log-mel", self.mel_norm, BANDS_BY_TIME, [FeatureMap(self.mel_blocks[-1][0])]),
+            ExplainedInput("learned sinc spectrogram", self.sinc, BANDS_BY_TIME, [FeatureMap(self.sinc_blocks[-1][0])]),
         ]
 
     def learned_spectrogram(self, clips: Tensor) -> Tensor:

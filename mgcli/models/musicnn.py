@@ -26,7 +26,7 @@ from torchaudio.transforms import MelSpectrogram
 
 from mgcli import MgcError
 from mgcli.audio import CLIP_SAMPLES, SAMPLE_RATE
-from mgcli.models.base import GenreNetwork
+from mgcli.models.base import TIME_BY_BANDS, ExplainedInput, FeatureMap, GenreNetwork
 
 N_MELS = 96
 FFT_SIZE = 512
@@ -84,6 +84,9 @@ class FrontEndBranch(nn.Module):
         self.pad = ((frames - 1) // 2, frames // 2) if self.temporal else (3, 3)
         self.conv = nn.Conv2d(1, filters, kernel)
         self.norm = batchnorm(filters)
+        # The branch's (time x band) map [B, filters, T, bands'] after its BatchNorm, before the max
+        # over bands, passed through as it is: the map explain's Grad-CAM hooks and weighs.
+        self.band_map = nn.Identity()
 
     def convolve(self, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
         """The branch's convolution with these weights: [B, filters, T, bands]-like maps, bands on dim 3."""
@@ -95,8 +98,10 @@ class FrontEndBranch(nn.Module):
         return z.view(batch, bands, -1, frames).permute(0, 2, 3, 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.norm.training:
-            return self.norm(F.relu(self.convolve(x, self.conv.weight, self.conv.bias))).amax(dim=3)
+        if self.norm.training or torch.is_grad_enabled():
+            # As written wherever gradients are recorded (training; explain's Grad-CAM hooks band_map,
+            # which the fused form below skips). Inference and export run without them: fused.
+            return self.band_map(self.norm(F.relu(self.convolve(x, self.conv.weight, self.conv.bias)))).amax(dim=3)
         # With fixed statistics BatchNorm is a per-filter a * y + b. The maximum over bands of
         # a * relu(z) + b is a * relu(max z) + b where a >= 0, and a * relu(min z) + b where
         # a < 0, which is a * relu(-max(-z)) + b: so the filters with a < 0 run negated, and
@@ -249,6 +254,22 @@ class Musicnn(GenreNetwork):
     def forward(self, wave: Tensor) -> Tensor:
         return self.from_front_features(self.front_features(wave))
 
+    def learned_filters(self) -> dict[str, Tensor]:
+        """The five front-end branches' filters, each times its BatchNorm's |scale| (the gain after its ReLU)."""
+        filters = {}
+        for kind, branches in (("timbral", self.timbral), ("temporal", self.temporal)):
+            for branch in branches:
+                frames, bands = branch.conv.kernel_size
+                gain = (branch.norm.weight * torch.rsqrt(branch.norm.running_var + branch.norm.eps)).abs()
+                filters[f"{kind} {frames} x {bands}"] = branch.conv.weight[:, 0].detach() * gain[:, None, None]
+        return filters
+
+    def explained_inputs(self) -> list[ExplainedInput]:
+        """The log-mel (zero is silence), with the timbral branches' (time x band) maps, before their
+        max over bands, for Grad-CAM (the temporal filters, one band wide, find patterns in time only)."""
+        maps = [FeatureMap(branch.band_map, branch.conv.kernel_size[1]) for branch in self.timbral]
+        return [ExplainedInput("log-mel", self.front_end, TIME_BY_BANDS, maps)]
+
     def init_backbone(self, weights: dict[str, Tensor], source: str) -> int:
         """Copy a musicnn tagger's weights (weights/musicnn-msd.pt) into everything but the genre layer."""
         target = self.state_dict()
@@ -313,6 +334,13 @@ class MusicnnEnsemble(GenreNetwork):
         log_probs = torch.stack([member.from_front_features(front).log_softmax(dim=-1) for member in self.members])
         return torch.logsumexp(log_probs, dim=0) - math.log(len(self.members))
 
+    def explained_inputs(self) -> list[ExplainedInput]:
+        """The shared front end's: Grad-CAM's maps there feed every member."""
+        return self.members[0].explained_inputs()
+
+    def learned_filters(self) -> dict[str, Tensor]:
+        return self.members[0].learned_filters()
+
 
 def ensemble_of(networks: list[Musicnn]) -> MusicnnEnsemble:
     """One MusicnnEnsemble of trained musicnn networks that differ only past their front end."""
@@ -372,6 +400,10 @@ class MusicnnVGG(GenreNetwork):
 
     def forward(self, wave: Tensor) -> Tensor:
         return self.tag_logits_from_mel(self.front_end(wave))
+
+    def explained_inputs(self) -> list[ExplainedInput]:
+        """The log-mel (zero is silence), with the last convolution's map (after its ReLU and BatchNorm) for Grad-CAM."""
+        return [ExplainedInput("log-mel", self.front_end, TIME_BY_BANDS, [FeatureMap(self.norms[-1])])]
 
     @property
     def is_tagger(self) -> bool:

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mgcli.audio import CLIP_SAMPLES, SAMPLE_RATE
-from mgcli.models.base import GenreNetwork
+from mgcli.models.base import WAVEFORM, ExplainedInput, FeatureMap, GenreNetwork
 from mgcli.models.sinc import SincConv, WaveformNorm
 
 LEAKY_SLOPE = 0.2  # SincNet's leaky ReLU slope
@@ -79,3 +79,7 @@ class SincNet(GenreNetwork):
         x = F.leaky_relu(self.conv2_norm(F.max_pool1d(self.conv2(x), 3)), LEAKY_SLOPE)
         x = self.time_pool(x).flatten(1)
         return self.classifier(self.fc(self.fc_input_norm(x)))
+
+    def explained_inputs(self) -> list[ExplainedInput]:
+        """The waveform, with the last 1D map (the convolutions pooled to `pooled_width` steps) for Grad-CAM."""
+        return [ExplainedInput("waveform", self.wave_norm, WAVEFORM, [FeatureMap(self.time_pool)])]

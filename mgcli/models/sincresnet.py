@@ -9,7 +9,7 @@ from torch import Tensor
 
 from mgcli import MgcError
 from mgcli.audio import CLIP_SAMPLES, SAMPLE_RATE
-from mgcli.models.base import GenreNetwork, ImageInput
+from mgcli.models.base import BANDS_BY_TIME, ExplainedInput, FeatureMap, GenreNetwork
 from mgcli.models.resnet import ClassifierHead, ResNet18, SpatialPyramidPool, load_torchvision_resnet18
 from mgcli.models.sinc import MultiScaleSinc, WaveformNorm
 
@@ -115,8 +115,8 @@ class SincResNet(GenreNetwork):
         """Load torchvision ImageNet resnet18 weights into the backbone (the paper starts from them)."""
         return load_torchvision_resnet18(self.backbone, weights, source)
 
-    def image_inputs(self) -> list[ImageInput]:
-        return [ImageInput("learned sinc spectrogram", self.front_end, self.backbone)]
+    def explained_inputs(self) -> list[ExplainedInput]:
+        return [ExplainedInput("learned sinc spectrogram", self.front_end, BANDS_BY_TIME, [FeatureMap(self.backbone)])]
 
 
 def three_channels(image: Tensor) -> Tensor:
