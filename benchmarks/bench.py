@@ -127,7 +127,7 @@ def bench_model(model: GenreModel, spec: str, files: dict, args) -> list[tuple[s
     rows.append(("  file by file (reference)", f"{60 * len(folder) / one_by_one:.0f} tracks/min"))
     rows.append(("  ratio", f"{one_by_one / overlapped:.2f}x"))
 
-    if hasattr(model.network, "span_logits"):
+    if model.reads_spans:
         wave = load(files["30s"])
         paper_hop = hop_samples(0.5)
         fast_s, fast = timed(lambda: track_logits(model, [wave], paper_hop), args.repeats)
