@@ -103,10 +103,13 @@ def export_model(model: GenreModel, fmt: str, out: str | Path, checkpoint_sha256
     network = frozen_copy(model.network)
     example = torch.randn(EXAMPLE_BATCH, model.clip_samples)
     metadata = export_metadata(model, checkpoint_sha256)
-    if fmt == "onnx":
-        write_atomic(out, lambda tmp: save_onnx(network, example, metadata, tmp, model.name))
-    else:
-        write_atomic(out, lambda tmp: save_torchscript(network, example, metadata, tmp))
+    # Without gradients, as inference runs: musicnn's front end takes its fused form only then,
+    # and a trace records the one path it saw (TorchScript's check re-runs it the same way).
+    with torch.no_grad():
+        if fmt == "onnx":
+            write_atomic(out, lambda tmp: save_onnx(network, example, metadata, tmp, model.name))
+        else:
+            write_atomic(out, lambda tmp: save_torchscript(network, example, metadata, tmp))
     return Path(out)
 
 
@@ -148,10 +151,7 @@ def save_torchscript(network: nn.Module, example: torch.Tensor, metadata: dict[s
         warnings.simplefilter("ignore", FutureWarning)
         # Python branches on a config value (the number of sinc banks) are recorded as constants: intended.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        # Without gradients, as inference runs: musicnn's front end takes its fused form then (the
-        # trace records one path, and its check re-runs it the same way).
-        with torch.no_grad():
-            traced = torch.jit.trace(network, example)
+        traced = torch.jit.trace(network, example)
         torch.jit.save(traced, str(path), _extra_files={METADATA_FILE: json.dumps(metadata)})
 
 
