@@ -63,7 +63,7 @@ def predict_paths(
     check_aggregation(aggregation)
     if timeline_csv and skip_existing:
         raise MgcError("--timeline-csv cannot resume; leave out --skip-existing or write the timeline in a run of its own")
-    files = _files(paths, hop_seconds, (csv, json_out, timeline_csv, timeline_png), shard)
+    files = _files(paths, weights, hop_seconds, (csv, json_out, timeline_csv, timeline_png), shard)
     if timeline_png:
         from .explain.plot import draw_timeline, require_matplotlib
 
@@ -126,7 +126,7 @@ def tag_paths(
     engine: str = "auto",
 ) -> Run:
     """musicnn's tags of the audio files in `paths`, written to `csv` and `json_out` (see `predict_paths`)."""
-    files = _files(paths, hop_seconds, (csv, json_out), None)
+    files = _files(paths, weights, hop_seconds, (csv, json_out), None)
     model = load_tagger(weights, device, engine)
     rows = CsvWriter(csv, model.labels, overwrite=overwrite, top="tag") if csv else None
 
@@ -147,8 +147,10 @@ def tag_paths(
     return Run(model, files, files, results())
 
 
-def _files(paths: Iterable[str | Path], hop_seconds: float, outputs: tuple, shard: str | None) -> list[Path]:
-    """The audio files to run on, once the hop and every output are known to be good."""
+def _files(
+    paths: Iterable[str | Path], weights: str | Path | None, hop_seconds: float, outputs: tuple, shard: str | None
+) -> list[Path]:
+    """The audio files to run on, once the hop and every output are known to be good (and apart from the inputs)."""
     paths = list(paths)
     hop_samples(hop_seconds)  # these refuse bad input now, not after hours of tagging
     for output in outputs:
@@ -158,5 +160,5 @@ def _files(paths: Iterable[str | Path], hop_seconds: float, outputs: tuple, shar
     files = find_audio(paths)
     if not files:
         raise MgcError("no audio files found in " + ", ".join(map(str, paths)))
-    check_outputs_apart(outputs, files)
+    check_outputs_apart(outputs, [*files, *([weights] if weights else [])])
     return shard_files(files, paths, shard_index, shard_count)

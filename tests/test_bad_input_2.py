@@ -27,7 +27,7 @@ from test_cli import mgc, read_rows
 
 from mgcli import MgcError
 from mgcli.audio import AudioError, DecodeNotes, stream
-from mgcli.checkpoint import save_checkpoint
+from mgcli.checkpoint import load_checkpoint, save_checkpoint
 from mgcli.files import write_text_atomic
 from mgcli.shipped import WEIGHTS_DIR
 from mgcli.writers import CsvWriter
@@ -252,11 +252,14 @@ def test_an_output_that_is_an_input_or_another_output_is_refused(capsys, weights
         (["predict", song, "--csv", tmp_path / "x", "--json", tmp_path / "x"], twice),
         (["tags", music, "--csv", tmp_path / "x", "--json", tmp_path / "d" / ".." / "x"], twice),
         (["explain", song, "--out", song], is_input),
+        (["predict", song, "--json", weights], f"{weights}: is also an input of this run"),
+        (["tags", song, "--csv", weights], f"{weights}: is also an input of this run"),
+        (["evaluate", "--data", music, "--json", weights], f"{weights}: is also an input of this run"),
     ):
         result = mgc(capsys, *args, "--weights", weights)
         assert refused(result, message).startswith("error:")
         assert len(result[2].strip().splitlines()) == 1
-    assert song.read_bytes() == audio and not (tmp_path / "x").exists()
+    assert song.read_bytes() == audio and not (tmp_path / "x").exists() and load_checkpoint(weights)
 
 
 # ---------------------------------------------------------------- 11. a full disk

@@ -13,7 +13,7 @@ from .. import MgcError, quiet
 from ..audio import DEFAULT_HOP_SECONDS
 from ..calibration import calibration_report, expected_calibration_error
 from ..clips import hop_samples
-from ..files import check_output_file, write_text_atomic
+from ..files import check_output_file, check_outputs_apart, write_text_atomic
 from ..inference import AGGREGATIONS, aggregate, check_aggregation, load_model, track_logits
 from ..torch_engine import GenreModel
 from .cache import Track, load_wave, to_float
@@ -195,6 +195,7 @@ def evaluate(
     pair_split_files(data, split_file)
     if json_out:
         check_output_file(json_out)
+        check_outputs_apart([json_out], [weights])
     model = load_model(weights, device, engine="torch")
     datasets = load_datasets(data, split_file)
     chosen = {str(d.source): tracks_in_split(d, split) for d in datasets}
