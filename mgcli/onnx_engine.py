@@ -42,9 +42,10 @@ class OnnxModel:
 
     engine = "onnx"
     reads_spans = False  # the graph is the clip-by-clip forward: overlapping clips are cut, then batched
-    # Clips per session run, as on the PyTorch engine's CPU: musicnn cost the same per clip in
-    # batches of 2 to 16 (40 ms, 54 ms alone; see docs/performance.md), and 4 clips let the model
-    # start on a track's first 12 s while the decoding thread reads on.
+    # Clips per session run, as on the PyTorch engine's CPU: musicnn costs about the same per clip
+    # in runs of 2 to 16 clips (one clip alone about a third more), 4 clips let the model start on
+    # a track's first 12 s while the decoding thread reads on, and 8 were no faster in paired
+    # whole-process runs (docs/performance.md).
     batch_size = 4
 
     def clip_logits(self, clips: np.ndarray) -> np.ndarray:
