@@ -228,8 +228,10 @@ def _quiet_stderr() -> Iterator[None]:
 
 
 def _libsndfile_reason(error: Exception) -> str:
-    # libsndfile's errors repeat the path; its error_string alone says what went wrong.
-    return first_line(getattr(error, "error_string", "") or error)
+    # libsndfile's errors repeat the path; its error_string alone says what went wrong, as a
+    # sentence ("Format not recognised."), which the caller puts in brackets: lower-cased, no stop.
+    reason = first_line(getattr(error, "error_string", "") or error).rstrip(".")
+    return reason[:1].lower() + reason[1:]
 
 
 def _decode_reason(path: str | Path, error: Exception) -> str:

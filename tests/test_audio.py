@@ -83,6 +83,7 @@ def test_bad_files_raise_one_clear_error_naming_the_file(tmp_path):
     cases = {
         _write_bad(tmp_path, "empty.wav", b""): "empty file",
         _write_bad(tmp_path, "text.mp3", b"this is not audio\n" * 20): "not a readable audio file",
+        _write_bad(tmp_path, "text.wav", b"this is not audio\n" * 20): "not a readable audio file (format not recognised)",
         tmp_path / "missing.ogg": "no such file",
         tmp_path: "is a folder",
     }
