@@ -35,7 +35,7 @@ import torch
 
 from mgcli.audio import CLIP_SAMPLES, SAMPLE_RATE, load
 from mgcli.clips import hop_samples
-from mgcli.inference import classify, classify_files, load_model, track_logits
+from mgcli.inference import classify, classify_files, load_model, track_outputs
 from mgcli.models import build, count_parameters
 from mgcli.models.sincresnet import SincResNet
 from mgcli.torch_engine import GenreModel, pick_device, place
@@ -130,8 +130,8 @@ def bench_model(model: GenreModel, spec: str, files: dict, args) -> list[tuple[s
     if model.reads_spans:
         wave = load(files["30s"])
         paper_hop = hop_samples(0.5)
-        fast_s, fast = timed(lambda: track_logits(model, [wave], paper_hop), args.repeats)
-        slow_s, slow = timed(lambda: track_logits(naive(model), [wave], paper_hop), args.repeats)
+        fast_s, fast = timed(lambda: track_outputs(model, [wave], paper_hop).logits, args.repeats)
+        slow_s, slow = timed(lambda: track_outputs(naive(model), [wave], paper_hop).logits, args.repeats)
         rows.append((f"{files['short_label']} track at the paper's 0.5-s hop, fast path", f"{fast_s:.3f} s"))
         rows.append(("  clip by clip (naive reference)", f"{slow_s:.3f} s"))
         rows.append(("  ratio", f"{slow_s / fast_s:.2f}x, max |logit diff| {np.abs(fast - slow).max():.1e}"))

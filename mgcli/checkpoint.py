@@ -9,6 +9,7 @@ A checkpoint is a plain dict (so `torch.load(..., weights_only=True)` reads it):
   state_dict    the weights
   train         (training checkpoints only) epoch, optimiser state, settings, history
   temperatures  (calibrated checkpoints only, `mgc calibrate`) {aggregation: temperature}
+  novelty       (calibrated checkpoints of networks that keep a tagger) novelty.NoveltyScale as a dict
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from .audio import SAMPLE_RATE
 from .files import check_output_file, write_atomic
 from .models import build
 from .models.musicnn import ensemble_of
+from .novelty import NoveltyScale
 
 FORMAT = "mgcli-checkpoint-1"
 
@@ -110,6 +112,12 @@ def temperatures_of(checkpoint: dict, source: str = "checkpoint") -> dict[str, f
     ):
         raise MgcError(f"{source}: its calibration temperatures are damaged; calibrate it again (`mgc calibrate`)")
     return {str(aggregation): float(t) for aggregation, t in temperatures.items()}
+
+
+def novelty_of(checkpoint: dict, source: str = "checkpoint") -> NoveltyScale | None:
+    """The novelty scale a checkpoint carries (None when it has none)."""
+    fields = checkpoint.get("novelty")
+    return None if fields is None else NoveltyScale.from_dict(fields, source)
 
 
 def ensemble_checkpoint(paths: list[str | Path]) -> dict:

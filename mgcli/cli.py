@@ -18,6 +18,7 @@ from rich.text import Text
 
 from . import MgcError, __version__, printable
 from .audio import DEFAULT_HOP_SECONDS, AudioError
+from .novelty import NOVELTY_THRESHOLD
 from .explain.plot import (
     CUTOFFS_PIXELS,
     EXPLAIN_PIXELS,
@@ -182,12 +183,13 @@ def predict(
     timeline_png: Annotated[Optional[Path], typer.Option(help=f"Draw one file's clips as a {TIMELINE_PIXELS[0]} x {TIMELINE_PIXELS[1]} PNG strip (needs mgcli\\[plot]).")] = None,
     device: Device = "auto",
     engine: Engine = "auto",
+    unknown_above: Annotated[Optional[float], typer.Option(metavar="NOVELTY", help=f"Name the genre of tracks whose novelty is above this 'unknown' (0-1; at {NOVELTY_THRESHOLD}, 95% of in-genre valid tracks pass). Off by default.")] = None,
 ) -> None:
-    """Tag audio files with their genre."""
+    """Tag audio files with their genre, and say how far each is from all of them (novelty)."""
     options = dict(locals())  # the parameters, named as the library call's keywords
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from .inference import top_k as best_of
+    from .inference import genre_of
     from .predict import predict_paths
 
     run = predict_paths(**options)
@@ -208,7 +210,7 @@ def predict(
                 failed += 1
                 progress.console.print(_tagged("failed:", "red", result.error), highlight=False)
             elif not csv and not single:
-                genre, p = best_of(result.probabilities, labels, 1)[0]
+                genre, p = genre_of(result, labels, unknown_above), result.probabilities.max()
                 out.print(f"{printable(result.path)}\t{genre}\t{p:.3f}", highlight=False)
             if result.warning:
                 warned += 1
@@ -217,6 +219,11 @@ def predict(
 
     if single and not results[0].error:
         _print_top(results[0], labels, top_k, "genre", f", {aggregation}")
+        novelty = results[0].novelty
+        if novelty is not None and novelty > (NOVELTY_THRESHOLD if unknown_above is None else unknown_above):
+            named = "genre: unknown; " if unknown_above is not None else ""
+            out.print(f"{named}novelty {novelty:.2f}: this track fits none of the {len(labels)} genres well, "
+                      "so the genres above are only the nearest", highlight=False)
         if timeline:
             clips = Table(title="clips", title_justify="left")
             for column in ("from (s)", "to (s)", "genre", "probability"):
@@ -467,11 +474,11 @@ def calibrate_checkpoint(
     split_file: SplitFiles = [],
     split: Annotated[str, typer.Option(help="Which split's tracks to fit on (train, valid, test or all).")] = "valid",
     hop_seconds: Hop = DEFAULT_HOP_SECONDS,
-    copy_from: Annotated[Optional[Path], typer.Option(help="Take this calibrated checkpoint's temperatures instead (same labels): e.g. of a twin trained without the valid split.")] = None,
+    copy_from: Annotated[Optional[Path], typer.Option(help="Take this calibrated checkpoint's temperatures (and novelty scale) instead (same labels): e.g. of a twin trained without the valid split.")] = None,
     out_file: Annotated[Optional[Path], typer.Option("--out", help="Checkpoint to write (default: over CKPT, atomically).")] = None,
     device: Device = "auto",
 ) -> None:
-    """Calibrate a checkpoint's track probabilities: one temperature per aggregation, fit on valid tracks, kept in the checkpoint."""
+    """Calibrate a checkpoint's track probabilities (one temperature per aggregation) and novelty scale, fit on valid tracks, kept in the checkpoint."""
     options = dict(locals())  # the parameters, named as the library call's keywords
     from .training.calibrate import calibrate
 
@@ -486,6 +493,12 @@ def calibrate_checkpoint(
             r = result["reports"][aggregation]
             line += (f"  ECE {r['ece_uncalibrated']:.3f} -> {r['ece']:.3f}  NLL {r['nll_uncalibrated']:.3f} -> {r['nll']:.3f}"
                      f"  (a calibrated model: ECE about {r['ece_if_calibrated']:.3f} here)")
+        out.print(line, highlight=False)
+    if result["novelty"] is not None:
+        scale = result["novelty"]
+        line = f"  novelty    out-of-genre tag evidence {scale.typical:.3f} (median) -> 0, {scale.threshold:.3f} -> 0.5"
+        if result["novelty_pass"] is not None:
+            line += f"  ({result['novelty_pass']:.0%} of the tracks at or under 0.5)"
         out.print(line, highlight=False)
     out.print(f"written: {out_file or weights}", highlight=False)
 

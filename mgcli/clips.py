@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -87,3 +88,23 @@ def cut_clips(wave: np.ndarray, length: int = CLIP_SAMPLES, hop: int = CLIP_SAMP
 def span_clips(span: np.ndarray, length: int, hop: int, n_clips: int) -> np.ndarray:
     """The clips of a span (audio.iter_spans) as a [n_clips, length] view."""
     return np.lib.stride_tricks.sliding_window_view(span, length)[::hop][:n_clips]
+
+
+@dataclass
+class ClipOutputs:
+    """What a model gives a run of clips: its logits and, where it keeps a pretrained tagger, the tagger's."""
+
+    logits: np.ndarray  # [n_clips, n_labels]
+    tag_logits: np.ndarray | None = None  # [n_clips, n_tags]: what the novelty score reads (novelty.py)
+
+    def rows(self, keep: np.ndarray) -> ClipOutputs:
+        """The clips that `keep` (a boolean or index array) selects."""
+        return ClipOutputs(self.logits[keep], None if self.tag_logits is None else self.tag_logits[keep])
+
+    @staticmethod
+    def concatenate(parts: list[ClipOutputs]) -> ClipOutputs:
+        tags = [part.tag_logits for part in parts]
+        return ClipOutputs(
+            np.concatenate([part.logits for part in parts]),
+            None if any(t is None for t in tags) else np.concatenate(tags),
+        )

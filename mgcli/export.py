@@ -1,10 +1,12 @@
 """Export a trained model as one ONNX or TorchScript file that runs without mgcli.
 
 The exported graph is the network's clip-by-clip forward: a float32 batch of raw mono 16 kHz
-waveform clips [batch, clip_samples], any batch size, to logits [batch, n_labels]. Each model
+waveform clips [batch, clip_samples], any batch size, to logits [batch, n_labels] and, for a
+network that keeps a pretrained tagger, its tag logits [batch, n_tags] as a second output. Each model
 normalises its clips itself, so the input needs no scaling. What a caller needs beyond the
 graph travels in the file as string metadata (see export_metadata): the labels in logit order
-(a JSON list), the clip length, the sample rate, the model name, whether it is a tagger and,
+(a JSON list), the clip length, the sample rate, the model name, whether it is a tagger, the
+calibration temperatures, the novelty scale (novelty.py) if any and,
 exported from a checkpoint file, that file's SHA-256 (what mgcli's ONNX engine checks before it
 runs an ONNX file in place of its checkpoint: onnx_engine.load_twin). ONNX keeps them in
 metadata_props (onnxruntime: session.get_modelmeta().custom_metadata_map); TorchScript in an
@@ -34,7 +36,7 @@ from . import MgcError, __version__, first_line
 from .audio import SAMPLE_RATE
 from .files import check_output_file, write_atomic
 from .models.sinc import SincConv
-from .onnx_engine import INPUT_NAME, OUTPUT_NAME, file_sha256
+from .onnx_engine import INPUT_NAME, OUTPUT_NAME, TAGS_OUTPUT_NAME, file_sha256
 from .shipped import default_weights
 from .torch_engine import GenreModel, load_torch_model
 
@@ -64,6 +66,8 @@ def export_metadata(model: GenreModel, checkpoint_sha256: str = "") -> dict[str,
         "temperatures": json.dumps(model.temperatures),
         "mgcli_version": __version__,
     }
+    if model.novelty is not None:
+        metadata["novelty"] = json.dumps(model.novelty.to_dict())
     if checkpoint_sha256:
         metadata["checkpoint_sha256"] = checkpoint_sha256
     return metadata
@@ -77,8 +81,20 @@ def fixed_conv(sinc: SincConv) -> nn.Conv1d:
     return conv
 
 
+class WithTags(nn.Module):
+    """A network that keeps a tagger, exported with both outputs: its logits and the tagger's."""
+
+    def __init__(self, network: nn.Module):
+        super().__init__()
+        self.network = network
+
+    def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.network.forward_with_tags(wave)
+
+
 def frozen_copy(network: nn.Module) -> nn.Module:
-    """A copy of `network` for export: on the CPU, in eval mode, without gradients, sinc filters fixed.
+    """A copy of `network` for export: on the CPU, in eval mode, without gradients, sinc filters fixed,
+    and both outputs where it keeps a tagger (WithTags).
 
     The network itself is left as it was, so a model being trained can be exported.
     """
@@ -87,7 +103,7 @@ def frozen_copy(network: nn.Module) -> nn.Module:
         for name, child in list(parent.named_children()):
             if isinstance(child, SincConv):
                 setattr(parent, name, fixed_conv(child))
-    return frozen.requires_grad_(False)
+    return (WithTags(frozen).eval() if frozen.has_tags else frozen).requires_grad_(False)
 
 
 def export_model(model: GenreModel, fmt: str, out: str | Path, checkpoint_sha256: str = "") -> Path:
@@ -127,7 +143,7 @@ def save_onnx(network: nn.Module, example: torch.Tensor, metadata: dict[str, str
             dynamo=True,
             dynamic_shapes=({0: torch.export.Dim("batch")},),
             input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
+            output_names=[OUTPUT_NAME, TAGS_OUTPUT_NAME] if isinstance(network, WithTags) else [OUTPUT_NAME],
             verbose=False,
         )
     except Exception as error:  # the exporter raises many types; the first line says what failed

@@ -1,6 +1,6 @@
 """Inference: a loaded model, and audio → clip logits → one probability per genre per track.
 
-`track_logits` and `aggregate` are the one way every command (train's validation, evaluate,
+`track_outputs` and `aggregate` are the one way every command (train's validation, evaluate,
 predict, explain) turns audio into a decision; `classify_files` batches clips across files.
 The clip logits come from an engine (see `Model`): PyTorch (torch_engine) or onnxruntime
 (onnx_engine). Everything else here, decoding, clip cutting, batching and aggregation, is the
@@ -23,7 +23,8 @@ import numpy as np
 from . import MgcError
 from .audio import DEFAULT_HOP_SECONDS, AudioError, DecodeNotes, stream
 from .calibration import calibrate
-from .clips import hop_samples, iter_spans, span_clips
+from .clips import ClipOutputs, hop_samples, iter_spans, span_clips
+from .novelty import NoveltyScale
 from .shipped import default_weights
 
 ENGINES = ("auto", "onnx", "torch")
@@ -36,6 +37,7 @@ class Model(Protocol):
     labels: list[str]  # in logit order
     engine: str  # "torch" or "onnx"
     temperatures: dict[str, float]  # per aggregation, what calibrates its track probabilities (calibration.py)
+    novelty: NoveltyScale | None  # how a track's novelty is read from its tag logits; None: the model gives none
 
     @property
     def clip_samples(self) -> int: ...
@@ -50,13 +52,13 @@ class Model(Protocol):
 
     @property
     def reads_spans(self) -> bool:
-        """Whether `span_logits` reads a span of overlapping clips whole (an exact fast path)."""
+        """Whether `span_outputs` reads a span of overlapping clips whole (an exact fast path)."""
 
-    def clip_logits(self, clips: np.ndarray) -> np.ndarray:
-        """Logits [n_clips, n_labels] of a batch of clips [n_clips, clip_samples]."""
+    def clip_outputs(self, clips: np.ndarray) -> ClipOutputs:
+        """The outputs of a batch of clips [n_clips, clip_samples]."""
 
-    def span_logits(self, span: np.ndarray, hop: int, n_clips: int) -> np.ndarray:
-        """Logits [n_clips, n_labels] of the clips span[i * hop : i * hop + clip_samples] (clips.iter_spans)."""
+    def span_outputs(self, span: np.ndarray, hop: int, n_clips: int) -> ClipOutputs:
+        """The outputs of the clips span[i * hop : i * hop + clip_samples] (clips.iter_spans)."""
 
 
 def load_model(weights: str | Path | None = None, device: str = "auto", engine: str = "auto") -> Model:
@@ -110,14 +112,14 @@ def _cpu_only(device: str) -> bool:
 AGGREGATIONS = ("mean_prob", "vote", "mean_logit")
 
 
-def track_logits(model: Model, blocks: Iterable[np.ndarray], hop: int, batch_size: int | None = None) -> np.ndarray:
-    """Logits [n_clips, n_labels] of every clip of a track given as consecutive 16 kHz blocks.
+def track_outputs(model: Model, blocks: Iterable[np.ndarray], hop: int, batch_size: int | None = None) -> ClipOutputs:
+    """The outputs of every clip of a track given as consecutive 16 kHz blocks, in track order.
 
     `batch_size` clips per forward pass; None: the model's choice (Model.batch_size).
     """
     batch_size = batch_size or model.batch_size
-    logits = [model.span_logits(span, hop, n) for span, n in iter_spans(blocks, model.clip_samples, hop, batch_size)]
-    return np.concatenate(logits)
+    spans = iter_spans(blocks, model.clip_samples, hop, batch_size)
+    return ClipOutputs.concatenate([model.span_outputs(span, hop, n) for span, n in spans])
 
 
 def aggregate(logits: np.ndarray, aggregation: str = "mean_prob") -> np.ndarray:
@@ -156,6 +158,7 @@ class TrackResult:
     clip_logits: np.ndarray | None = None  # [n_clips, n_labels] in track order: what `timeline` reads
     error: str = ""
     warning: str = ""  # tagged, but the user should know (silence, a truncated file): audio.DecodeNotes
+    novelty: float | None = None  # 0 (typical of a known genre) to 1 (like none); None: the model gives none (novelty.py)
 
     @property
     def clips(self) -> int:
@@ -200,27 +203,28 @@ def classify_files(
     paths = [str(path) for path in paths]
     hop = hop_samples(hop_seconds)
     batch_size = batch_size or model.batch_size
-    logits: dict[int, list[np.ndarray]] = {}  # file index -> its clips' logits so far
+    outputs: dict[int, list[ClipOutputs]] = {}  # file index -> its clips' outputs so far
     errors: dict[int, str] = {}
     warnings: dict[int, str] = {}
     batches = ClipBatches(batch_size)
     ended = next_result = 0  # files decoded to the end; files yielded
 
-    def run(owners: list[int], compute: Callable[[], np.ndarray]) -> None:
-        """Compute one batch's logits and file them under their files; a failure fails those files."""
+    def run(owners: list[int], compute: Callable[[], ClipOutputs]) -> None:
+        """Compute one batch's outputs and file them under their files; a failure fails those files."""
         try:
-            rows = compute()
+            batch = compute()
         except (RuntimeError, MemoryError) as failure:  # e.g. out of memory: those files fail, the rest go on
             for index in set(owners):
                 errors[index] = f"{paths[index]}: {type(failure).__name__}: {failure}"
             return
-        for index, row in zip(owners, rows):
-            logits.setdefault(index, []).append(row)
+        owner_of_row = np.array(owners)
+        for index in dict.fromkeys(owners):  # each file once, in order
+            outputs.setdefault(index, []).append(batch.rows(owner_of_row == index))
 
     with _decoded_ahead(paths, model.clip_samples, hop, batch_size) as decoded:
         for index, span, n_clips, ending in decoded:
             if span is not None and model.reads_spans:
-                run([index] * n_clips, lambda: model.span_logits(span, hop, n_clips))
+                run([index] * n_clips, lambda: model.span_outputs(span, hop, n_clips))
             elif span is not None:
                 batches.add(index, span_clips(span, model.clip_samples, hop, n_clips))
             if ending is not None:
@@ -229,11 +233,11 @@ def classify_files(
                 if error:
                     errors[index] = error
             for owners, clips in batches.ready(final=ended == len(paths)):
-                run(owners, lambda: model.clip_logits(clips))
+                run(owners, lambda: model.clip_outputs(clips))
             while next_result < ended and not batches.holds(next_result):
                 yield _result(
-                    paths[next_result], logits.pop(next_result, []), errors.pop(next_result, ""),
-                    warnings.pop(next_result), aggregation, model.temperatures.get(aggregation, 1.0),
+                    model, paths[next_result], outputs.pop(next_result, []), errors.pop(next_result, ""),
+                    warnings.pop(next_result), aggregation,
                 )
                 next_result += 1
 
@@ -309,14 +313,28 @@ def _decoded_ahead(
 
 
 def _result(
-    path: str, rows: list[np.ndarray], error: str, warning: str, aggregation: str, temperature: float
+    model: Model, path: str, parts: list[ClipOutputs], error: str, warning: str, aggregation: str
 ) -> TrackResult:
     if error:
         return TrackResult(path, error=error)
-    logits = np.stack(rows)
-    if not np.isfinite(logits).all():  # no answer, and a NaN would make the JSON invalid
+    outputs = ClipOutputs.concatenate(parts)
+    tags = outputs.tag_logits
+    if not np.isfinite(outputs.logits).all() or (tags is not None and not np.isfinite(tags).all()):
+        # no answer, and a NaN would make the JSON invalid
         return TrackResult(path, error=f"{path}: the model's outputs for this audio are not finite numbers")
-    return TrackResult(path, calibrate(aggregate(logits, aggregation), temperature), logits, warning=warning)
+    probabilities = calibrate(aggregate(outputs.logits, aggregation), model.temperatures.get(aggregation, 1.0))
+    novelty = model.novelty.novelty(tags) if model.novelty is not None and tags is not None else None
+    return TrackResult(path, probabilities, outputs.logits, warning=warning, novelty=novelty)
+
+
+UNKNOWN = "unknown"  # the genre of a track whose novelty is above the --unknown-above the user gave
+
+
+def genre_of(result: TrackResult, labels: list[str], unknown_above: float | None = None) -> str:
+    """The genre to report for a classified track: its most probable, or UNKNOWN where its novelty is above `unknown_above`."""
+    if unknown_above is not None and result.novelty is not None and result.novelty > unknown_above:
+        return UNKNOWN
+    return labels[int(np.argmax(result.probabilities))]
 
 
 def top_k(probabilities: np.ndarray, labels: list[str], k: int) -> list[tuple[str, float]]:

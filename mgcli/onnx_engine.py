@@ -3,7 +3,8 @@
 An ONNX file is the compiled form of a checkpoint, as a wheel is of a source tree: `mgc export
 CKPT --format onnx` writes it from the PyTorch module, which stays the one definition of the
 model. What the engine needs beyond the graph travels in the file's metadata
-(export.export_metadata): the labels, the clip length, whether it is a tagger, and the SHA-256
+(export.export_metadata): the labels, the clip length, whether it is a tagger, the calibration
+and novelty scale, and the SHA-256
 of the checkpoint it was exported from, so that an ONNX twin is never run in place of a
 checkpoint that has changed since.
 """
@@ -21,11 +22,13 @@ import numpy as np
 
 from . import MgcError, first_line
 from .audio import SAMPLE_RATE
-from .clips import span_clips
+from .clips import ClipOutputs, span_clips
 from .cores import cpu_sample, idle_cores
+from .novelty import NoveltyScale
 
 INPUT_NAME = "waveform"  # the exported graph's input and output names
 OUTPUT_NAME = "logits"
+TAGS_OUTPUT_NAME = "tag_logits"  # a second output, of networks that keep a tagger
 
 
 @dataclass
@@ -37,8 +40,10 @@ class OnnxModel:
     clip_samples: int
     is_tagger: bool
     temperatures: dict[str, float]  # per aggregation (calibration.py); none: 1
+    novelty: NoveltyScale | None  # (novelty.py) None: no novelty score
     checkpoint_sha256: str  # of the checkpoint it was exported from; "" when the file does not say
     session: Any  # onnxruntime.InferenceSession
+    outputs: list[str]  # OUTPUT_NAME, and TAGS_OUTPUT_NAME where the graph has it
 
     engine = "onnx"
     reads_spans = False  # the graph is the clip-by-clip forward: overlapping clips are cut, then batched
@@ -48,13 +53,13 @@ class OnnxModel:
     # whole-process runs (docs/performance.md).
     batch_size = 4
 
-    def clip_logits(self, clips: np.ndarray) -> np.ndarray:
-        """Logits [n_clips, n_labels] of a batch of clips [n_clips, clip_samples]."""
-        return self.session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(clips, dtype=np.float32)})[0]
+    def clip_outputs(self, clips: np.ndarray) -> ClipOutputs:
+        """The outputs of a batch of clips [n_clips, clip_samples]."""
+        return ClipOutputs(*self.session.run(self.outputs, {INPUT_NAME: np.ascontiguousarray(clips, dtype=np.float32)}))
 
-    def span_logits(self, span: np.ndarray, hop: int, n_clips: int) -> np.ndarray:
-        """Logits [n_clips, n_labels] of the clips span[i * hop : i * hop + clip_samples] (clips.iter_spans)."""
-        return self.clip_logits(span_clips(span, self.clip_samples, hop, n_clips))
+    def span_outputs(self, span: np.ndarray, hop: int, n_clips: int) -> ClipOutputs:
+        """The outputs of the clips span[i * hop : i * hop + clip_samples] (clips.iter_spans)."""
+        return self.clip_outputs(span_clips(span, self.clip_samples, hop, n_clips))
 
 
 def load_onnx_model(path: str | Path) -> OnnxModel:
@@ -86,12 +91,15 @@ def load_onnx_model(path: str | Path) -> OnnxModel:
         sample_rate = int(metadata["sample_rate"])
         name = metadata["model"]
         temperatures = {key: float(t) for key, t in json.loads(metadata.get("temperatures", "{}")).items()}
+        novelty = json.loads(metadata["novelty"]) if "novelty" in metadata else None
     except (KeyError, ValueError, AttributeError):
         raise MgcError(f"{path}: an ONNX file without mgcli's metadata (export it with `mgc export`)") from None
     if sample_rate != SAMPLE_RATE:
         raise MgcError(f"{path}: made for {sample_rate} Hz audio, mgcli uses {SAMPLE_RATE}")
     tagger, checkpoint_sha256 = metadata.get("tagger") == "true", metadata.get("checkpoint_sha256", "")
-    return OnnxModel(name, labels, clip_samples, tagger, temperatures, checkpoint_sha256, session)
+    scale = None if novelty is None else NoveltyScale.from_dict(novelty, str(path))
+    outputs = [OUTPUT_NAME] + [o.name for o in session.get_outputs() if o.name == TAGS_OUTPUT_NAME]
+    return OnnxModel(name, labels, clip_samples, tagger, temperatures, scale, checkpoint_sha256, session, outputs)
 
 
 def load_twin(checkpoint: Path) -> tuple[OnnxModel | None, str]:

@@ -52,6 +52,7 @@ def predict_paths(
     timeline_png: str | Path | None = None,
     device: str = "auto",
     engine: str = "auto",
+    unknown_above: float | None = None,
 ) -> Run:
     """Tag the audio files in `paths` (files and folders, searched recursively) with their genre.
 
@@ -59,8 +60,12 @@ def predict_paths(
     replaces it), `json_out` (the `top_k` genres and every probability per file, with every
     clip's when `timeline`), `timeline_csv` (one row per clip) and `timeline_png` (one
     file's clips drawn; needs mgcli[plot]). `shard` "I/N" keeps shard I of N of the files.
+    `unknown_above`: the outputs name the genre of a track whose novelty is above it "unknown"
+    (novelty.py; the model must give a novelty score).
     """
     check_aggregation(aggregation)
+    if unknown_above is not None and not 0.0 <= unknown_above <= 1.0:
+        raise MgcError(f"--unknown-above must be a novelty from 0 to 1, not {unknown_above:g}")
     if timeline_csv and skip_existing:
         raise MgcError("--timeline-csv cannot resume; leave out --skip-existing or write the timeline in a run of its own")
     files = _files(paths, weights, hop_seconds, (csv, json_out, timeline_csv, timeline_png), shard)
@@ -74,7 +79,10 @@ def predict_paths(
     model = load_model(weights, device, engine)
     if model.is_tagger:
         raise MgcError(f"{weights}: a tagger ({len(model.labels)} tags), not a genre classifier: use `mgc tags`")
-    rows = CsvWriter(csv, model.labels, resume=skip_existing, overwrite=overwrite) if csv else None
+    if unknown_above is not None and model.novelty is None:
+        raise MgcError(f"{weights or 'the default'}: gives no novelty score, so --unknown-above cannot apply "
+                       "(a musicnn that keeps its tagger, calibrated with `mgc calibrate`, gives one)")
+    rows = CsvWriter(csv, model.labels, skip_existing, overwrite, novelty=True, unknown_above=unknown_above) if csv else None
     try:
         clip_rows = TimelineCsvWriter(timeline_csv, model.labels, overwrite) if timeline_csv else None
     except BaseException:
@@ -106,7 +114,8 @@ def predict_paths(
             tagged_now = {os.path.realpath(f) for f in todo}
             kept = [r for r in earlier if os.path.realpath(r["path"]) not in tagged_now]
             write_json(json_out, kept + [
-                result_dict(r, model.labels, top_k, clips_of(r) if timeline and not r.error else None) for r in done
+                result_dict(r, model.labels, top_k, clips_of(r) if timeline and not r.error else None, unknown_above)
+                for r in done
             ])
         if timeline_png and done and not done[0].error:
             draw_timeline(timeline_png, clips_of(done[0]), model.labels, Path(done[0].path).name)

@@ -17,10 +17,11 @@ import numpy as np
 import torch
 
 from . import MgcError
-from .checkpoint import load_checkpoint, network_from_checkpoint, temperatures_of
-from .clips import span_clips
+from .checkpoint import load_checkpoint, network_from_checkpoint, novelty_of, temperatures_of
+from .clips import ClipOutputs, span_clips
 from .cores import cpu_sample, idle_cores
 from .models.base import GenreNetwork
+from .novelty import NoveltyScale
 
 
 @dataclass
@@ -33,6 +34,7 @@ class GenreModel:
     device: torch.device
     fast_path: bool = True  # use the network's exact span_logits where it has one; False: clip by clip
     temperatures: dict[str, float] = field(default_factory=dict)  # per aggregation (calibration.py); none: 1
+    novelty: NoveltyScale | None = None  # read from the kept tagger's tags (novelty.py); None: no novelty score
 
     engine = "torch"
 
@@ -56,25 +58,36 @@ class GenreModel:
 
     @property
     def reads_spans(self) -> bool:
-        """Whether `span_logits` reads a span whole (the network's exact fast path) rather than clip by clip."""
-        return self.fast_path and self.network.has_fast_path
+        """Whether `span_outputs` reads a span whole (the network's exact fast path) rather than clip by clip.
 
-    def clip_logits(self, clips: np.ndarray) -> np.ndarray:
-        """Logits [n_clips, n_labels] of a batch of clips [n_clips, clip_samples] (mixed precision on CUDA)."""
+        No network that keeps a tagger has a fast path: the tags come from the clip-by-clip forward.
+        """
+        return self.fast_path and self.network.has_fast_path and not self.network.has_tags
+
+    def clip_outputs(self, clips: np.ndarray) -> ClipOutputs:
+        """The outputs of a batch of clips [n_clips, clip_samples] (mixed precision on CUDA)."""
         with self._inference():
-            return self.network(torch.tensor(clips, device=self.device)).float().cpu().numpy()
+            wave = torch.tensor(clips, device=self.device)
+            if not self.network.has_tags:
+                return ClipOutputs(_numpy(self.network(wave)))
+            logits, tag_logits = self.network.forward_with_tags(wave)
+            return ClipOutputs(_numpy(logits), _numpy(tag_logits))
 
-    def span_logits(self, span: np.ndarray, hop: int, n_clips: int) -> np.ndarray:
-        """Logits [n_clips, n_labels] of the clips span[i * hop : i * hop + clip_samples] (clips.iter_spans)."""
+    def span_outputs(self, span: np.ndarray, hop: int, n_clips: int) -> ClipOutputs:
+        """The outputs of the clips span[i * hop : i * hop + clip_samples] (clips.iter_spans)."""
         if not self.reads_spans:
-            return self.clip_logits(span_clips(span, self.clip_samples, hop, n_clips))
+            return self.clip_outputs(span_clips(span, self.clip_samples, hop, n_clips))
         with self._inference():
-            return self.network.span_logits(torch.from_numpy(span).to(self.device), hop, n_clips).float().cpu().numpy()
+            return ClipOutputs(_numpy(self.network.span_logits(torch.from_numpy(span).to(self.device), hop, n_clips)))
 
     @contextlib.contextmanager
     def _inference(self) -> Iterator[None]:
         with torch.inference_mode(), torch.autocast("cuda", torch.bfloat16, enabled=self.device.type == "cuda"):
             yield
+
+
+def _numpy(outputs: torch.Tensor) -> np.ndarray:
+    return outputs.float().cpu().numpy()
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -106,7 +119,10 @@ def model_from_checkpoint(checkpoint: dict, device: torch.device, source: str = 
     network = network_from_checkpoint(checkpoint, source)
     place(network, device).eval()
     labels = list(checkpoint["labels"])
-    return GenreModel(checkpoint["model"], network, labels, device, temperatures=temperatures_of(checkpoint, source))
+    return GenreModel(
+        checkpoint["model"], network, labels, device,
+        temperatures=temperatures_of(checkpoint, source), novelty=novelty_of(checkpoint, source),
+    )
 
 
 def load_torch_model(path: str | Path, device: str = "auto") -> GenreModel:

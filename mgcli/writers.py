@@ -1,7 +1,7 @@
 """Writers: the results of `predict` and `tags` as CSV, per-clip timeline CSV and JSON files.
 
-The CSV's columns (`path,genre,probability,<one per label>,error,warning`) are read by other
-tools: keep them stable.
+The CSV's columns (`path,genre,probability,<one per label>,error,warning`, and predict's
+`novelty` after them) are read by other tools: keep them stable, and add new ones at the end.
 """
 
 from __future__ import annotations
@@ -16,12 +16,14 @@ import numpy as np
 
 from . import MgcError, first_line
 from .files import AppendedFile, OutputLock, write_text_atomic
-from .inference import TrackResult, top_k
+from .inference import TrackResult, genre_of, top_k
 
 
 class CsvWriter:
     """Rows `path,genre,probability,<one column per label>,error,warning`, on disk as they are written
-    (`top` names the second column: "tag" for `mgc tags`).
+    (`top` names the second column: "tag" for `mgc tags`); with `novelty`, predict's, a last column
+    `novelty` (empty where the model gives none), and `unknown_above` turns the genre of a track whose
+    novelty is above it into "unknown" (inference.genre_of; `probability` stays its top genre's).
 
     `resume=True` keeps the good rows of an earlier, interrupted run (dropping failed rows
     and a torn last line) so those files are skipped; otherwise an existing file is only
@@ -30,11 +32,13 @@ class CsvWriter:
     """
 
     def __init__(
-        self, path: str | Path, labels: list[str], resume: bool = False, overwrite: bool = False, top: str = "genre"
+        self, path: str | Path, labels: list[str], resume: bool = False, overwrite: bool = False, top: str = "genre",
+        novelty: bool = False, unknown_above: float | None = None,
     ):
         self.path = Path(path)
         self.labels = labels
-        self.header = ["path", top, "probability", *labels, "error", "warning"]
+        self.unknown_above = unknown_above
+        self.header = ["path", top, "probability", *labels, "error", "warning", *(["novelty"] if novelty else [])]
         self.done: set[str] = set()  # the kept rows' files, as real paths: see is_done
         self.lock = OutputLock(self.path)
         try:
@@ -55,7 +59,8 @@ class CsvWriter:
         return os.path.realpath(path) in self.done
 
     def _good_rows(self) -> list[list[str]]:
-        """The finished rows, widened to the current header if the file predates the warning column.
+        """The finished rows, widened to the current header if the file predates its last columns
+        (warning, novelty): those cells stay empty.
 
         An empty file (a run stopped before its header was written) has none.
         """
@@ -63,7 +68,8 @@ class CsvWriter:
             rows = list(csv.reader(f))
         if not rows:
             return []
-        if rows[0] not in (self.header, self.header[:-1]):
+        older = [self.header[:width] for width in range(self.header.index("warning"), len(self.header))]
+        if rows[0] not in (self.header, *older):
             raise MgcError(f"{self.path}: written for other labels or by another tool; cannot resume it")
         width, error = len(rows[0]), self.header.index("error")
         good = [row for row in rows[1:] if len(row) == width and not row[error] and row[2]]
@@ -75,7 +81,10 @@ class CsvWriter:
         else:
             best = int(np.argmax(result.probabilities))
             probs = [f"{p:.4f}" for p in result.probabilities]
-            row = [result.path, self.labels[best], probs[best], *probs, "", result.warning]
+            genre = genre_of(result, self.labels, self.unknown_above)
+            row = [result.path, genre, probs[best], *probs, "", result.warning]
+        if len(self.header) > len(row):  # the novelty column
+            row.append("" if result.novelty is None else f"{result.novelty:.4f}")
         self.file.append(csv_text([row]))
 
     def close(self) -> None:
@@ -126,18 +135,24 @@ def csv_text(rows: list[list[str]]) -> str:
     return text.getvalue()
 
 
-def result_dict(result: TrackResult, labels: list[str], k: int, timeline: list[dict] | None = None) -> dict:
-    """A result as JSON; its clips' `timeline` (inference.timeline), when given, goes under "timeline"."""
+def result_dict(
+    result: TrackResult, labels: list[str], k: int, timeline: list[dict] | None = None, unknown_above: float | None = None
+) -> dict:
+    """A result as JSON; its clips' `timeline` (inference.timeline), when given, goes under "timeline".
+
+    "novelty" is null where the model gives none; `unknown_above` as in CsvWriter.
+    """
     if result.probabilities is None:
         return {"path": result.path, "error": result.error}
     best = top_k(result.probabilities, labels, k)
     record = {
         "path": result.path,
-        "genre": best[0][0],
+        "genre": genre_of(result, labels, unknown_above),
         "probability": round(best[0][1], 4),
         "top_k": [{"genre": g, "probability": round(p, 4)} for g, p in best],
         "probabilities": {label: round(float(p), 4) for label, p in zip(labels, result.probabilities)},
         "clips": result.clips,
+        "novelty": None if result.novelty is None else round(result.novelty, 4),
     }
     if result.warning:
         record["warning"] = result.warning

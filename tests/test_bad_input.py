@@ -283,7 +283,7 @@ def test_a_resume_under_another_spelling_of_the_path_tags_no_file_twice(capsys, 
     assert rows[:2] == finished
 
 
-def test_a_csv_written_before_the_warning_column_resumes(capsys, weights, tmp_path, one_thread):
+def test_a_csv_written_before_the_warning_and_novelty_columns_resumes(capsys, weights, tmp_path, one_thread):
     music = tmp_path / "music"
     songs = [write_tone(music / f"song{i}.wav", 300 + 1000 * i, 1.0) for i in range(2)]
     tags = tmp_path / "tags.csv"
@@ -292,7 +292,7 @@ def test_a_csv_written_before_the_warning_column_resumes(capsys, weights, tmp_pa
     line = refused(mgc(capsys, "predict", music, "--weights", weights, "--csv", tags, "--skip-existing"), "skipping", code=0)
     assert "skipping 1 files" in line
     rows = read_rows(tags)
-    assert rows[0] == {"path": str(songs[0]), "genre": "low", "probability": "0.6", "high": "0.4", "low": "0.6", "error": "", "warning": ""}
+    assert rows[0] == {"path": str(songs[0]), "genre": "low", "probability": "0.6", "high": "0.4", "low": "0.6", "error": "", "warning": "", "novelty": ""}
     assert [row["path"] for row in rows] == [str(s) for s in songs]
 
 
@@ -340,7 +340,7 @@ def test_silent_and_truncated_audio_is_tagged_with_a_warning(capsys, weights, tm
     code, _, err = mgc(capsys, "predict", music, "--weights", weights, "--csv", tags, "--json", records)
     assert code == 0 and "Traceback" not in err and "tagged 4 files, 0 failed, 3 with a warning" in err
     rows = {Path(row["path"]).name: row for row in read_rows(tags)}
-    assert list(rows["tone.wav"])[-2:] == ["error", "warning"]
+    assert list(rows["tone.wav"])[-3:] == ["error", "warning", "novelty"]
     assert all(row["genre"] and not row["error"] for row in rows.values())  # warned, and tagged all the same
     expected = {"tone.wav": "", "silent.wav": "silent", "mostly-silent.wav": "95% silence", "truncated.wav": "truncated: its header promises 4.0 s, the file holds 2.0 s"}
     for name, warning in expected.items():

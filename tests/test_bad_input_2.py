@@ -130,11 +130,14 @@ def test_huge_samples_fail_their_file_and_no_nan_reaches_the_json(capsys, weight
     assert len(result[2].strip().splitlines()) == 1 and not (tmp_path / "why.png").exists()
 
 
-def test_a_model_that_answers_nan_gives_an_error_not_a_nan():
-    from mgcli.inference import _result
+def test_a_model_that_answers_nan_gives_an_error_not_a_nan(weights):
+    from mgcli.clips import ClipOutputs
+    from mgcli.inference import _result, load_model
 
-    result = _result("x.wav", [np.array([np.nan, 0.0])], "", "", "mean_prob", 1.0)
-    assert result.probabilities is None and result.error == "x.wav: the model's outputs for this audio are not finite numbers"
+    model = load_model(weights, "cpu")
+    for outputs in (ClipOutputs(np.array([[np.nan, 0.0]])), ClipOutputs(np.zeros((1, 2)), np.array([[np.inf, 0.0]]))):
+        result = _result(model, "x.wav", [outputs], "", "", "mean_prob")
+        assert result.probabilities is None and result.error == "x.wav: the model's outputs for this audio are not finite numbers"
 
 
 # ---------------------------------------------------------------- 5. a damaged sample rate

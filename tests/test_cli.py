@@ -118,7 +118,7 @@ def test_predict_folder_to_csv_goes_past_bad_files_and_resumes(capsys, trained_r
     code, _, err = mgc(capsys, "predict", music, "--weights", weights, "--csv", tags)
     assert code == 1 and "broken.mp3" in err and "tagged 3 files, 1 failed" in err
     rows = read_rows(tags)
-    assert list(rows[0]) == ["path", "genre", "probability", "high", "low", "error", "warning"]
+    assert list(rows[0]) == ["path", "genre", "probability", "high", "low", "error", "warning", "novelty"]
     assert len(rows) == 4
     bad = [r for r in rows if r["error"]]
     assert len(bad) == 1 and bad[0]["path"].endswith("broken.mp3") and not bad[0]["genre"]
@@ -135,7 +135,7 @@ def test_predict_folder_to_csv_goes_past_bad_files_and_resumes(capsys, trained_r
     good = [r for r in rows if not r["error"]]
     with open(tags, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["path", "genre", "probability", "high", "low", "error", "warning"])
+        writer.writerow(["path", "genre", "probability", "high", "low", "error", "warning", "novelty"])
         writer.writerow(list(good[0].values()))
         f.write(good[1]["path"] + ",lo")
     (music / "broken.mp3").unlink()

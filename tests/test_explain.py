@@ -275,7 +275,7 @@ def test_predict_timeline_in_json_csv_table_and_png(capsys, checkpoints, song, t
     assert code == 0, err
 
     with open(out["tags.csv"], newline="") as f:
-        assert next(csv.reader(f)) == ["path", "genre", "probability", "high", "low", "error", "warning"]  # unchanged
+        assert next(csv.reader(f)) == ["path", "genre", "probability", "high", "low", "error", "warning", "novelty"]  # unchanged
 
     [record] = json.loads(out["tags.json"].read_text())
     timeline = record["timeline"]

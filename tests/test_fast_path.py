@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from conftest import write_tone
 
-from mgcli.inference import classify_files, track_logits
+from mgcli.inference import classify_files, track_outputs
 from mgcli.models import MODELS, build
 from mgcli.models.sinc import SincConv, fft_conv_same
 from mgcli.torch_engine import GenreModel
@@ -87,7 +87,7 @@ def test_a_model_without_an_exact_fast_path_is_classified_clip_by_clip():
     with torch.inference_mode():
         clips = torch.from_numpy(wave).unfold(0, 4_000, 2_000)
         expected = network(clips).numpy()
-    np.testing.assert_allclose(track_logits(model, [wave], hop=2_000, batch_size=4), expected, atol=1e-5)
+    np.testing.assert_allclose(track_outputs(model, [wave], hop=2_000, batch_size=4).logits, expected, atol=1e-5)
 
 
 def test_tracks_and_folders_score_the_same_with_and_without_the_fast_path(tmp_path):
@@ -96,7 +96,7 @@ def test_tracks_and_folders_score_the_same_with_and_without_the_fast_path(tmp_pa
     naive = GenreModel("ms-sincresnet", network, model.labels, model.device, fast_path=False)
     wave = np.random.default_rng(2).standard_normal(100_000).astype(np.float32)
     np.testing.assert_allclose(
-        track_logits(model, [wave], hop=2_000, batch_size=5), track_logits(naive, [wave], hop=2_000, batch_size=16), atol=1e-4
+        track_outputs(model, [wave], hop=2_000, batch_size=5).logits, track_outputs(naive, [wave], hop=2_000, batch_size=16).logits, atol=1e-4
     )
 
     paths = [write_tone(tmp_path / f"{i}.wav", 200 + 500 * i, 0.3 + i, rate=16_000) for i in range(4)]

@@ -24,7 +24,7 @@ from ..audio import SAMPLE_RATE, load
 from ..calibration import calibrate
 from ..clips import cut_clips
 from ..files import check_output_file, check_outputs_apart
-from ..inference import aggregate, load_model, timeline, track_logits
+from ..inference import aggregate, load_model, timeline, track_outputs
 from ..models.base import TIME_BY_BANDS, WAVEFORM, ExplainedInput, FeatureMap
 from ..torch_engine import GenreModel
 from .plot import draw_explanation, require_matplotlib
@@ -57,7 +57,7 @@ def explain_file(model: GenreModel, path: str | Path, label: str | None = None, 
         raise MgcError(f"unknown genre {label!r}; this model knows {', '.join(model.labels)}")
     wave = load(path)
     hop = model.clip_samples
-    logits = track_logits(model, [wave], hop)
+    logits = track_outputs(model, [wave], hop).logits
     probabilities = calibrate(aggregate(logits, AGGREGATION), model.temperatures.get(AGGREGATION, 1.0))
     target = model.labels.index(label) if label else int(np.argmax(probabilities))
     per_clip = [

@@ -60,7 +60,8 @@ class GenreNetwork(nn.Module):
     - `learned_filters`: the learned (time x band) front-end filters `mgc inspect` draws;
     - `init_backbone`, `shipped_backbone` and `trains_on_features`: pretrained weights, and
       training on a frozen front end's cached output;
-    - `is_tagger`: whether the logits are independent tags rather than exclusive genres.
+    - `is_tagger`: whether the logits are independent tags rather than exclusive genres;
+    - `has_tags` and `forward_with_tags`: a pretrained tagger's tags beside the genre logits (novelty.py).
     """
 
     config: Any  # the model's config dataclass
@@ -110,3 +111,12 @@ class GenreNetwork(nn.Module):
     def is_tagger(self) -> bool:
         """Whether the logits are independent tags (a sigmoid each) rather than exclusive genres."""
         return False
+
+    @property
+    def has_tags(self) -> bool:
+        """Whether `forward_with_tags` applies: a pretrained tagger kept beside the genre network."""
+        return False
+
+    def forward_with_tags(self, wave: Tensor) -> tuple[Tensor, Tensor]:
+        """forward()'s logits and the kept tagger's tag logits [batch, n_tags], from one pass."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no tagger")

@@ -10,7 +10,9 @@ Used three ways:
 - as the tagger itself (`head="tags"`: the 50 tag logits; `mgc tags`);
 - as a frozen feature extractor under a genre layer trained here (`musicnn-probe`);
 - fine-tuned: the front end frozen, the rest trained at a lower rate than the new genre
-  layer (`musicnn`), or the whole network (`--set freeze=none`).
+  layer (`musicnn`), or the whole network (`--set freeze=none`); with `keep_tagger`, the
+  tagger's own mid and back end stay beside the fine-tuned ones and give its tags too (the
+  default: novelty.py reads them).
 """
 
 from __future__ import annotations
@@ -126,6 +128,48 @@ class MidEndLayer(nn.Module):
         return self.norm(F.relu(self.conv(x)))
 
 
+def add_mid_and_back_end(body: nn.Module, front_channels: int, config: MusicnnConfig) -> int:
+    """Give `body` musicnn's mid-end and back-end layers, by the names its weights have; returns the pooled width."""
+    body.midend = nn.ModuleList([
+        MidEndLayer(front_channels, config.midend_filters),
+        MidEndLayer(config.midend_filters, config.midend_filters),
+        MidEndLayer(config.midend_filters, config.midend_filters),
+    ])
+    pooled = 2 * (front_channels + 3 * config.midend_filters)
+    body.pool_norm = batchnorm(pooled, dims=1)
+    body.dense = nn.Linear(pooled, config.backend_units)
+    body.dense_norm = batchnorm(config.backend_units, dims=1)
+    body.dropout = nn.Dropout(config.dropout)
+    body.tags = nn.Linear(config.backend_units, config.n_tags)
+    return pooled
+
+
+def mid_and_back_end(body: Musicnn | TaggerBody, front: Tensor) -> tuple[Tensor, Tensor]:
+    """musicnn's mid end and back end, with `body`'s layers, on the front end's output [B, 561, T]:
+    the pooled features (after their BatchNorm) and the penultimate embedding."""
+    mid1 = body.midend[0](front)
+    mid2 = body.midend[1](mid1) + mid1
+    mid3 = body.midend[2](mid2) + mid2
+    features = torch.cat([front, mid1, mid2, mid3], dim=1)
+    pooled = body.pool_norm(torch.stack([features.amax(dim=2), features.mean(dim=2)], dim=2).flatten(1))
+    penultimate = body.dense_norm(F.relu(body.dense(body.dropout(pooled))))
+    return pooled, penultimate
+
+
+class TaggerBody(nn.Module):
+    """A musicnn tagger's mid end and back end, to the tag logits: [B, 561, T] -> [B, n_tags].
+
+    Its layers are named as Musicnn's own, so a tagger's weights load into it by the same names.
+    """
+
+    def __init__(self, front_channels: int, config: MusicnnConfig):
+        super().__init__()
+        add_mid_and_back_end(self, front_channels, config)
+
+    def forward(self, front: Tensor) -> Tensor:
+        return self.tags(self.dropout(mid_and_back_end(self, front)[1]))
+
+
 @dataclass
 class MusicnnConfig:
     n_classes: int = 10
@@ -140,6 +184,7 @@ class MusicnnConfig:
     midend_filters: int = 64
     backend_units: int = 200
     dropout: float = 0.5  # musicnn's own, before its two dense layers
+    keep_tagger: bool = False  # keep the pretrained tagger's mid and back end, frozen, beside the fine-tuned ones: its tags too
 
 
 @dataclass
@@ -160,7 +205,9 @@ class Musicnn(GenreNetwork):
     front end.
 
     `head` picks the output: the tag logits, or a genre layer on the penultimate embedding or
-    on the pooled 1506 features. `freeze` leaves part of a pretrained network as it is: the
+    on the pooled 1506 features. `keep_tagger` keeps the pretrained tagger's mid and back end
+    as they are, beside a fine-tuned genre network on the same frozen front end, so that one
+    pass gives the genre logits and the tagger's tags (`forward_with_tags`). `freeze` leaves part of a pretrained network as it is: the
     front end (then training caches its output per clip once, `front_features`, and trains
     the rest: mid end, back end and genre layer), or the whole body (a probe: only the genre
     layer trains).
@@ -179,6 +226,8 @@ class Musicnn(GenreNetwork):
             raise MgcError(f"unknown musicnn freeze {config.freeze!r} (use {', '.join(FREEZE)})")
         if config.head == "tags" and config.n_classes != config.n_tags:
             raise MgcError(f"head=tags outputs the {config.n_tags} tags; n_classes must be {config.n_tags}")
+        if config.keep_tagger and (config.head == "tags" or not config.pretrained or config.freeze == "none"):
+            raise MgcError("keep_tagger needs a genre head on a pretrained tagger with its front end frozen")
         self.config = config
         self.front_end = MusicnnMel(config.clip_samples)
         self.input_norm = batchnorm(1)
@@ -187,17 +236,13 @@ class Musicnn(GenreNetwork):
         )
         self.temporal = nn.ModuleList(FrontEndBranch(config.temporal_filters, (frames, 1)) for frames in (128, 64, 32))
         front_channels = 2 * config.timbral_filters + 3 * config.temporal_filters
-        self.midend = nn.ModuleList([
-            MidEndLayer(front_channels, config.midend_filters),
-            MidEndLayer(config.midend_filters, config.midend_filters),
-            MidEndLayer(config.midend_filters, config.midend_filters),
-        ])
-        pooled = 2 * (front_channels + 3 * config.midend_filters)
-        self.pool_norm = batchnorm(pooled, dims=1)
-        self.dense = nn.Linear(pooled, config.backend_units)
-        self.dense_norm = batchnorm(config.backend_units, dims=1)
-        self.dropout = nn.Dropout(config.dropout)
-        self.tags = nn.Linear(config.backend_units, config.n_tags)
+        pooled = add_mid_and_back_end(self, front_channels, config)
+        self.tagger = None
+        if config.keep_tagger:
+            # Its random initial weights are overwritten by init_backbone's; drawn apart from the
+            # global random stream, a run with keep_tagger trains the same genre network as one without.
+            with torch.random.fork_rng(devices=[]):
+                self.tagger = TaggerBody(front_channels, config)
         n_features = {"penultimate": config.backend_units, "pooled": pooled}.get(config.head)
         self.head_dropout = nn.Dropout(config.head_dropout)
         self.head = nn.Linear(n_features, config.n_classes) if n_features else None
@@ -206,7 +251,7 @@ class Musicnn(GenreNetwork):
 
     def frozen_modules(self) -> nn.ModuleList:
         """The modules that `freeze` leaves as they are."""
-        front = [self.input_norm, self.timbral, self.temporal]
+        front = [self.input_norm, self.timbral, self.temporal, *([self.tagger] if self.tagger else [])]
         body = [*front, self.midend, self.pool_norm, self.dense, self.dense_norm, self.dropout, self.tags]
         return nn.ModuleList({"none": [], "front-end": front, "body": body}[self.config.freeze])
 
@@ -226,13 +271,7 @@ class Musicnn(GenreNetwork):
 
     def back(self, front: Tensor) -> tuple[Tensor, Tensor]:
         """Mid end and back end: the pooled features (after their BatchNorm) and the penultimate embedding."""
-        mid1 = self.midend[0](front)
-        mid2 = self.midend[1](mid1) + mid1
-        mid3 = self.midend[2](mid2) + mid2
-        features = torch.cat([front, mid1, mid2, mid3], dim=1)
-        pooled = self.pool_norm(torch.stack([features.amax(dim=2), features.mean(dim=2)], dim=2).flatten(1))
-        penultimate = self.dense_norm(F.relu(self.dense(self.dropout(pooled))))
-        return pooled, penultimate
+        return mid_and_back_end(self, front)
 
     def embed(self, log_mel: Tensor) -> tuple[Tensor, Tensor]:
         return self.back(self.front(log_mel))
@@ -254,6 +293,17 @@ class Musicnn(GenreNetwork):
     def forward(self, wave: Tensor) -> Tensor:
         return self.from_front_features(self.front_features(wave))
 
+    @property
+    def has_tags(self) -> bool:
+        return self.tagger is not None
+
+    def forward_with_tags(self, wave: Tensor) -> tuple[Tensor, Tensor]:
+        """The genre logits and the kept tagger's tag logits, from one pass of the front end."""
+        if self.tagger is None:
+            raise MgcError("this musicnn keeps no tagger (keep_tagger=false)")
+        front = self.front_features(wave)
+        return self.from_front_features(front), self.tagger(front)
+
     def learned_filters(self) -> dict[str, Tensor]:
         """The five front-end branches' filters, each times its BatchNorm's |scale| (the gain after its ReLU)."""
         filters = {}
@@ -271,15 +321,18 @@ class Musicnn(GenreNetwork):
         return [ExplainedInput("log-mel", self.front_end, TIME_BY_BANDS, maps)]
 
     def init_backbone(self, weights: dict[str, Tensor], source: str) -> int:
-        """Copy a musicnn tagger's weights (weights/musicnn-msd.pt) into everything but the genre layer."""
+        """Copy a musicnn tagger's weights (weights/musicnn-msd.pt) into everything but the genre layer
+        (the kept tagger's layers, `tagger.*`, take the tensors of their names without the prefix)."""
         target = self.state_dict()
-        wanted = {name for name in target if not name.startswith("head.")}
-        missing = sorted(name for name in wanted if name not in weights or weights[name].shape != target[name].shape)
+        wanted = {name: name.removeprefix("tagger.") for name in target if not name.startswith("head.")}
+        missing = sorted(
+            name for name, own in wanted.items() if own not in weights or weights[own].shape != target[name].shape
+        )
         if missing:
             raise MgcError(f"{source}: not a musicnn tagger for this network (no tensor for {missing[0]})")
         with torch.no_grad():
-            for name in wanted:
-                target[name].copy_(weights[name])
+            for name, own in wanted.items():
+                target[name].copy_(weights[own])
         return len(wanted)
 
     @property

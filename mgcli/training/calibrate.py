@@ -1,5 +1,6 @@
 """`mgc calibrate`: fit a checkpoint's temperatures on labelled tracks (calibration.py says why
-and how), or take those of another checkpoint, and write them into the checkpoint."""
+and how) and, for a network that keeps a tagger, its novelty scale (novelty.py), or take both
+from another checkpoint, and write them into the checkpoint."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ import numpy as np
 from .. import MgcError, quiet
 from ..audio import DEFAULT_HOP_SECONDS
 from ..calibration import calibration_report, fit_temperature
-from ..checkpoint import load_checkpoint, save_checkpoint, temperatures_of
+from ..checkpoint import load_checkpoint, novelty_of, save_checkpoint, temperatures_of
 from ..clips import hop_samples
 from ..files import check_output_file
 from ..inference import AGGREGATIONS, aggregate
+from ..novelty import NOVELTY_THRESHOLD, fit_novelty
+from ..shipped import WEIGHTS_DIR
 from ..torch_engine import model_from_checkpoint, pick_device
 from .datasets import SPLITS, load_datasets, pair_split_files, tracks_in_split, warn_absent
 from .evaluate import run_tracks, warn_unknown_labels
@@ -36,8 +39,11 @@ def calibrate(
     The temperature of each aggregation is fit on the tracks of `split` of the datasets `data`
     (one `split_file` per dataset, in order), or, with `copy_from`, taken from that calibrated
     checkpoint: a model trained on the valid split too (the shipped default) cannot be calibrated
-    on it, its twin trained without it can. Returns {"temperatures", "reports": {aggregation:
-    calibration_report} (empty when copied), "tracks", "failed": [(path, error)]}.
+    on it, its twin trained without it can. The novelty scale of a network that keeps a tagger
+    is fit on the same tracks, or copied with the temperatures. Returns {"temperatures", "novelty":
+    the scale or None, "reports": {aggregation: calibration_report} (empty when copied),
+    "novelty_pass": the share of the tracks at or under the novelty threshold (None when copied
+    or none), "tracks", "failed": [(path, error)]}.
     """
     out_file = Path(out_file or weights)
     check_output_file(out_file)
@@ -50,7 +56,9 @@ def calibrate(
     hop = hop_samples(hop_seconds)
     pair_split_files(data, split_file)
     checkpoint = load_checkpoint(weights)
-    result: dict = {"reports": {}, "tracks": 0, "failed": []}
+    result: dict = {"reports": {}, "tracks": 0, "failed": [], "novelty_pass": None}
+    keeps_tagger = bool(checkpoint["config"].get("keep_tagger"))
+    novelty = None
     if copy_from is not None:
         source = load_checkpoint(copy_from)
         if source["labels"] != checkpoint["labels"]:
@@ -58,6 +66,9 @@ def calibrate(
         temperatures = temperatures_of(source, str(copy_from))
         if not temperatures:
             raise MgcError(f"{copy_from}: not calibrated (calibrate it first)")
+        novelty = novelty_of(source, str(copy_from)) if keeps_tagger else None
+        if keeps_tagger and novelty is None:
+            raise MgcError(f"{copy_from}: has no novelty scale for {weights}'s tagger (calibrate a checkpoint that keeps one)")
     else:
         model = model_from_checkpoint(checkpoint, pick_device(device), str(weights))
         datasets = load_datasets(data, split_file)
@@ -70,14 +81,20 @@ def calibrate(
         targets = np.array([target for target, _ in scored])
         temperatures = {}
         for aggregation in AGGREGATIONS:
-            probabilities = np.array([aggregate(logits, aggregation) for _, logits in scored])
+            probabilities = np.array([aggregate(outputs.logits, aggregation) for _, outputs in scored])
             temperatures[aggregation] = fit_temperature(probabilities, targets)
             result["reports"][aggregation] = calibration_report(probabilities, targets, temperatures[aggregation])
         result["tracks"] = len(scored)
+        if keeps_tagger:
+            tag_labels = load_checkpoint(WEIGHTS_DIR / model.network.shipped_backbone)["labels"]
+            novelty = fit_novelty(tag_labels, [outputs.tag_logits for _, outputs in scored])
+            result["novelty_pass"] = float(np.mean([novelty.novelty(o.tag_logits) <= NOVELTY_THRESHOLD for _, o in scored]))
     checkpoint["temperatures"] = temperatures
+    if novelty is not None:
+        checkpoint["novelty"] = novelty.to_dict()
     save_checkpoint(checkpoint, out_file)
     twin = out_file.with_suffix(".onnx")
     if twin.is_file():
         notify(f"warning: {twin} predates this calibration, so predict runs {out_file.name} on PyTorch until "
                f"you export it again: mgc export {out_file} --format onnx --out {twin}")
-    return result | {"temperatures": temperatures}
+    return result | {"temperatures": temperatures, "novelty": novelty}

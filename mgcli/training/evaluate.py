@@ -14,7 +14,8 @@ from ..audio import DEFAULT_HOP_SECONDS
 from ..calibration import calibration_report, expected_calibration_error
 from ..clips import hop_samples
 from ..files import check_output_file, check_outputs_apart, write_text_atomic
-from ..inference import AGGREGATIONS, aggregate, check_aggregation, load_model, track_logits
+from ..clips import ClipOutputs
+from ..inference import AGGREGATIONS, aggregate, check_aggregation, load_model, track_outputs
 from ..torch_engine import GenreModel
 from .cache import Track, load_wave, to_float
 from .datasets import SPLITS, load_datasets, pair_split_files, tracks_in_split, warn_absent
@@ -71,7 +72,7 @@ def evaluate_tracks(
     """
     scored, failed = run_tracks(model, tracks, hop_samples(hop_seconds), batch_size)
     temperature = model.temperatures.get(aggregation, 1.0)
-    return score_tracks(scored, model.labels, aggregation, temperature) | {"failed": failed, "hop_seconds": hop_seconds}
+    return score_tracks(logits_of(scored), model.labels, aggregation, temperature) | {"failed": failed, "hop_seconds": hop_seconds}
 
 
 def evaluate_datasets(
@@ -90,7 +91,7 @@ def evaluate_datasets(
     temperature = model.temperatures.get(aggregation, 1.0)
 
     def report(scored: list, failed: list) -> dict:
-        return score_tracks(scored, model.labels, aggregation, temperature) | {"failed": failed, "hop_seconds": hop_seconds}
+        return score_tracks(logits_of(scored), model.labels, aggregation, temperature) | {"failed": failed, "hop_seconds": hop_seconds}
 
     together = report([s for scored, _ in runs.values() for s in scored], [f for _, failed in runs.values() for f in failed])
     return together | {"datasets": {name: report(*run) for name, run in runs.items()}}
@@ -98,9 +99,9 @@ def evaluate_datasets(
 
 def run_tracks(
     model: GenreModel, tracks: list[Track], hop: int, batch_size: int | None
-) -> tuple[list[tuple[int, np.ndarray]], list[tuple[str, str]]]:
-    """(true label index, clip logits) of each track whose genre the model knows, and (path, error) of those that fail."""
-    scored: list[tuple[int, np.ndarray]] = []
+) -> tuple[list[tuple[int, ClipOutputs]], list[tuple[str, str]]]:
+    """(true label index, clip outputs) of each track whose genre the model knows, and (path, error) of those that fail."""
+    scored: list[tuple[int, ClipOutputs]] = []
     failed: list[tuple[str, str]] = []
     for track in tracks:
         if track.label not in model.labels:
@@ -110,8 +111,13 @@ def run_tracks(
         except MgcError as error:
             failed.append((track.path, str(error)))
             continue
-        scored.append((model.labels.index(track.label), track_logits(model, [wave], hop, batch_size)))
+        scored.append((model.labels.index(track.label), track_outputs(model, [wave], hop, batch_size)))
     return scored, failed
+
+
+def logits_of(scored: list[tuple[int, ClipOutputs]]) -> list[tuple[int, np.ndarray]]:
+    """`run_tracks`' tracks as `score_tracks` takes them: (true label index, clip logits)."""
+    return [(target, outputs.logits) for target, outputs in scored]
 
 
 def warn_unknown_labels(tracks: list[Track], labels: list[str], notify: Callable[[str], None]) -> None:
