@@ -18,7 +18,6 @@ from rich.text import Text
 
 from . import MgcError, __version__, printable
 from .audio import DEFAULT_HOP_SECONDS, AudioError
-from .novelty import NOVELTY_THRESHOLD
 from .explain.plot import (
     CUTOFFS_PIXELS,
     EXPLAIN_PIXELS,
@@ -27,6 +26,7 @@ from .explain.plot import (
     SPECTROGRAMS_PIXELS,
     TIMELINE_PIXELS,
 )
+from .novelty import NOVELTY_THRESHOLD
 
 app = typer.Typer(
     help="Music genre classification: MS-SincResNet and friends.",
