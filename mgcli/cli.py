@@ -401,9 +401,10 @@ def evaluate(
     aggregation: Aggregate = "mean_prob",
     hop_seconds: Hop = DEFAULT_HOP_SECONDS,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the full report as JSON.")] = None,
+    outside: Annotated[list[Path], typer.Option(help="Music outside the model's genres (file or folder; repeatable): the novelty score's AUROC against the scored tracks.")] = [],
     device: Device = "auto",
 ) -> None:
-    """Score a checkpoint: clip and track accuracy, per-class figures, confusion matrix.
+    """Score a checkpoint: clip and track accuracy, per-class figures, confusion matrix, calibration, novelty.
 
     With several --data: each dataset's scores, then all of them together.
     """
@@ -436,6 +437,12 @@ def _print_report(report: dict, labels: list[str], title: str) -> None:
                         f"a calibrated model shows about {calibration['ece_if_calibrated']:.3f} on {track['count']} tracks)")
         summary.add_row("negative log-likelihood (tracks)", f"{calibration['nll']:.3f} (uncalibrated {calibration['nll_uncalibrated']:.3f})")
         summary.add_row("calibration error, ECE (clips, their own softmax)", f"{calibration['clip_ece']:.3f}")
+    if "novelty" in report:
+        novelty = report["novelty"]
+        summary.add_row(f"novelty at or under {novelty['threshold']} (tracks)", f"{novelty['pass']:.1%} (median {novelty['median']:.2f})")
+        if "auroc" in novelty:
+            summary.add_row(f"novelty against {novelty['outside_tracks']} outside tracks",
+                            f"AUROC {novelty['auroc']:.3f}; {novelty['outside_flagged']:.1%} of them above {novelty['threshold']}")
     out.print(summary)
     if "ece" in calibration:
         out.print(_reliability_table(calibration["reliability"]))

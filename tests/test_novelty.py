@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 from conftest import SHARED_GTZAN, make_tone_dataset
 from test_cli import mgc, read_rows
@@ -203,3 +204,30 @@ def test_the_shipped_default_tells_outside_music_from_the_ten_genres():
     outside = np.array([r.novelty for r in classify_files(model, valid("outside", 24))])
     assert auroc(outside, inside) >= 0.9
     assert np.mean(outside > NOVELTY_THRESHOLD) >= 0.5 and np.mean(inside <= NOVELTY_THRESHOLD) >= 0.8
+
+
+def test_evaluate_reports_novelty_and_its_auroc_against_outside_music(capsys, tagger_runs, tmp_path):
+    run, _, _, data = tagger_runs
+    checkpoint = tmp_path / "model.pt"
+    assert mgc(capsys, "calibrate", run / "last.pt", "--data", data, "--split", "all", "--out", checkpoint)[0] == 0
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    rng = np.random.default_rng(5)
+    for i in range(3):  # noise: what lies outside the tones' two genres
+        sf.write(str(outside / f"noise{i}.wav"), (0.2 * rng.standard_normal(16_000)).astype(np.float32), 16_000)
+    (outside / "broken.wav").write_bytes(b"junk")
+    code, out, err = mgc(capsys, "evaluate", "--data", data, "--weights", checkpoint, "--outside", outside,
+                         "--json", tmp_path / "report.json")
+    assert code == 0, err
+    assert "broken.wav" in err and "novelty against 3 outside tracks" in out
+    novelty = json.loads((tmp_path / "report.json").read_text())["novelty"]
+    assert novelty["outside_tracks"] == 3 and 0 <= novelty["auroc"] <= 1 and novelty["pass"] >= 0.9
+
+    inside = np.array([r.novelty for r in classify_files(load_model(checkpoint, "cpu"), sorted(data.rglob("*.wav")))])
+    assert novelty["pass"] == pytest.approx(np.mean(inside <= NOVELTY_THRESHOLD))
+
+
+def test_evaluate_refuses_outside_music_for_a_model_without_novelty(capsys, trained_run, tone_dataset):
+    code, _, err = mgc(capsys, "evaluate", "--data", tone_dataset, "--weights", trained_run / "best.pt",
+                       "--outside", tone_dataset)
+    assert code == 2 and "--outside measures the novelty score, and this model gives none" in err

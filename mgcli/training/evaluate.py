@@ -1,4 +1,4 @@
-"""Scoring: clip and whole-track accuracy, per-class precision/recall/F1, confusion matrix, calibration."""
+"""Scoring: clip and whole-track accuracy, per-class precision/recall/F1, confusion matrix, calibration, novelty."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ import numpy as np
 from .. import MgcError, quiet
 from ..audio import DEFAULT_HOP_SECONDS
 from ..calibration import calibration_report, expected_calibration_error
-from ..clips import hop_samples
+from ..catalogue import find_audio
+from ..clips import ClipOutputs, hop_samples
 from ..files import check_output_file, check_outputs_apart, write_text_atomic
-from ..clips import ClipOutputs
-from ..inference import AGGREGATIONS, aggregate, check_aggregation, load_model, track_outputs
+from ..inference import AGGREGATIONS, aggregate, check_aggregation, classify_files, load_model, track_outputs
+from ..novelty import NOVELTY_THRESHOLD, auroc
 from ..torch_engine import GenreModel
 from .cache import Track, load_wave, to_float
 from .datasets import SPLITS, load_datasets, pair_split_files, tracks_in_split, warn_absent
@@ -63,16 +64,19 @@ def evaluate_tracks(
     hop_seconds: float = DEFAULT_HOP_SECONDS,
     aggregation: str = "mean_prob",
     batch_size: int | None = None,
+    outside: np.ndarray | None = None,
 ) -> dict:
     """Score a model on labelled tracks: clip accuracy, and track accuracy under every aggregation.
 
     Returns {"clip": report, "track": report for `aggregation`, "track_accuracy": {aggregation: acc},
     "loss": mean clip cross-entropy, "calibration": of the tracks' probabilities, "failed": [(path, error)],
-    "aggregate", "hop_seconds"}. Tracks that cannot be decoded are listed in "failed" and left out of the scores.
+    "aggregate", "hop_seconds"}, and "novelty" (novelty_report, against the `outside` tracks' novelty)
+    for a model that gives one. Tracks that cannot be decoded are listed in "failed" and left out of the scores.
     """
     scored, failed = run_tracks(model, tracks, hop_samples(hop_seconds), batch_size)
     temperature = model.temperatures.get(aggregation, 1.0)
-    return score_tracks(logits_of(scored), model.labels, aggregation, temperature) | {"failed": failed, "hop_seconds": hop_seconds}
+    return (score_tracks(logits_of(scored), model.labels, aggregation, temperature) | novelty_report(model, scored, outside)
+            | {"failed": failed, "hop_seconds": hop_seconds})
 
 
 def evaluate_datasets(
@@ -81,6 +85,7 @@ def evaluate_datasets(
     hop_seconds: float = DEFAULT_HOP_SECONDS,
     aggregation: str = "mean_prob",
     batch_size: int | None = None,
+    outside: np.ndarray | None = None,
 ) -> dict:
     """`evaluate_tracks` on several datasets together, and on each alone; every track runs once.
 
@@ -91,7 +96,8 @@ def evaluate_datasets(
     temperature = model.temperatures.get(aggregation, 1.0)
 
     def report(scored: list, failed: list) -> dict:
-        return score_tracks(logits_of(scored), model.labels, aggregation, temperature) | {"failed": failed, "hop_seconds": hop_seconds}
+        return (score_tracks(logits_of(scored), model.labels, aggregation, temperature) | novelty_report(model, scored, outside)
+                | {"failed": failed, "hop_seconds": hop_seconds})
 
     together = report([s for scored, _ in runs.values() for s in scored], [f for _, failed in runs.values() for f in failed])
     return together | {"datasets": {name: report(*run) for name, run in runs.items()}}
@@ -118,6 +124,39 @@ def run_tracks(
 def logits_of(scored: list[tuple[int, ClipOutputs]]) -> list[tuple[int, np.ndarray]]:
     """`run_tracks`' tracks as `score_tracks` takes them: (true label index, clip logits)."""
     return [(target, outputs.logits) for target, outputs in scored]
+
+
+def novelty_report(model: GenreModel, scored: list[tuple[int, ClipOutputs]], outside: np.ndarray | None) -> dict:
+    """{"novelty": {"threshold", "pass": the share of the tracks at or under it, "median"}, with, given
+    the novelty of tracks `outside` the genres, "outside_tracks", "outside_flagged" and "auroc"};
+    {} for a model that gives no novelty (novelty.py)."""
+    if model.novelty is None or not scored:
+        return {}
+    inside = np.array([model.novelty.novelty(outputs.tag_logits) for _, outputs in scored])
+    report = {"threshold": NOVELTY_THRESHOLD, "pass": float(np.mean(inside <= NOVELTY_THRESHOLD)), "median": float(np.median(inside))}
+    if outside is not None and len(outside):
+        report |= {"outside_tracks": len(outside), "outside_flagged": float(np.mean(outside > NOVELTY_THRESHOLD)),
+                   "auroc": auroc(outside, inside)}
+    return {"novelty": report}
+
+
+def outside_novelty(
+    model: GenreModel, paths: Sequence[Path], hop_seconds: float, notify: Callable[[str], None]
+) -> np.ndarray:
+    """The novelty of every audio file under `paths` (music outside the model's genres); files that fail are skipped."""
+    if model.novelty is None:
+        raise MgcError("--outside measures the novelty score, and this model gives none "
+                       "(a musicnn that keeps its tagger, calibrated with `mgc calibrate`, gives one)")
+    files = find_audio(paths)
+    if not files:
+        raise MgcError("no audio files found in " + ", ".join(map(str, paths)))
+    novelty = []
+    for result in classify_files(model, files, hop_seconds):
+        if result.error:
+            notify(f"skipped: {result.error}")
+        else:
+            novelty.append(result.novelty)
+    return np.array(novelty)
 
 
 def warn_unknown_labels(tracks: list[Track], labels: list[str], notify: Callable[[str], None]) -> None:
@@ -184,14 +223,16 @@ def evaluate(
     aggregation: str = "mean_prob",
     hop_seconds: float = DEFAULT_HOP_SECONDS,
     json_out: str | Path | None = None,
+    outside: Sequence[Path] = (),
     device: str = "auto",
     notify: Callable[[str], None] = quiet,
 ) -> dict:
     """`mgc evaluate`: score the checkpoint `weights` on the tracks of `split` of the datasets `data`.
 
-    `split` defaults to test with split files (one per dataset, in order), else all. Returns the
-    report of `evaluate_tracks` (of `evaluate_datasets` for several datasets) with the weights,
-    data, split and labels, which is also what `json_out` receives.
+    `split` defaults to test with split files (one per dataset, in order), else all. `outside`:
+    files and folders of music outside the model's genres, against which the novelty score's
+    AUROC is measured. Returns the report of `evaluate_tracks` (of `evaluate_datasets` for
+    several datasets) with the weights, data, split and labels, which is also what `json_out` receives.
     """
     check_aggregation(aggregation)
     split = split or ("test" if split_file else "all")
@@ -208,10 +249,11 @@ def evaluate(
     if split != "all":
         warn_absent(datasets, (split,), notify)
     warn_unknown_labels([t for tracks in chosen.values() for t in tracks], model.labels, notify)
+    novelty = outside_novelty(model, outside, hop_seconds, notify) if outside else None
     if len(chosen) == 1:
-        report = evaluate_tracks(model, *chosen.values(), hop_seconds, aggregation)
+        report = evaluate_tracks(model, *chosen.values(), hop_seconds, aggregation, outside=novelty)
     else:
-        report = evaluate_datasets(model, chosen, hop_seconds, aggregation)
+        report = evaluate_datasets(model, chosen, hop_seconds, aggregation, outside=novelty)
     sources = str(data[0]) if len(data) == 1 else [str(d) for d in data]
     document = {"weights": str(weights), "data": sources, "split": split, "labels": model.labels, **report}
     if json_out:
