@@ -205,12 +205,12 @@ class Musicnn(GenreNetwork):
     front end.
 
     `head` picks the output: the tag logits, or a genre layer on the penultimate embedding or
-    on the pooled 1506 features. `keep_tagger` keeps the pretrained tagger's mid and back end
-    as they are, beside a fine-tuned genre network on the same frozen front end, so that one
-    pass gives the genre logits and the tagger's tags (`forward_with_tags`). `freeze` leaves part of a pretrained network as it is: the
+    on the pooled 1506 features. `freeze` leaves part of a pretrained network as it is: the
     front end (then training caches its output per clip once, `front_features`, and trains
     the rest: mid end, back end and genre layer), or the whole body (a probe: only the genre
-    layer trains).
+    layer trains). `keep_tagger` keeps a copy of the pretrained tagger's mid and back end as
+    they are, beside a fine-tuned genre network on the same frozen front end, so that one pass
+    gives the genre logits and the tagger's tags (`forward_with_tags`).
     Frozen parts stay in eval mode. A pretrained network also keeps its BatchNorm statistics
     everywhere (its layers stay in eval mode; their scale and shift still train): a few
     hundred tracks estimate them worse than the Million Song Dataset did.
