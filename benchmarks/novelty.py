@@ -80,6 +80,12 @@ def main() -> None:
         share = (novelty > NOVELTY_THRESHOLD).mean() if side == "flagged" else (novelty <= NOVELTY_THRESHOLD).mean()
         print(f"  {name:<14} {len(novelty):>4} tracks  {side} {share:.1%}  (median novelty {np.median(novelty):.2f})")
     print(f"  AUROC on the train splits (out of the scale's fit): {auroc(train_outside, train_inside):.3f}")
+    disco = np.concatenate([measured[s][key][[f"/disco/" in p for p in sets[s]]] for s in ("gtzan valid", "gtzan train")])
+    print("\n| --unknown-above | in-genre valid tracks that pass | outside valid tracks flagged | GTZAN disco tracks flagged |")
+    print("|---:|---:|---:|---:|")
+    for threshold in (0.5, 0.7, 0.8, 0.9):
+        print(f"| {threshold} | {(inside[key] <= threshold).mean():.1%} | {(outside[key] > threshold).mean():.1%} "
+              f"| {(disco > threshold).sum()} of {len(disco)} |")
 
 
 if __name__ == "__main__":
