@@ -32,14 +32,22 @@ def calibrate(probabilities: np.ndarray, temperature: float = 1.0) -> np.ndarray
 
 
 def fit_temperature(probabilities: np.ndarray, targets: np.ndarray) -> float:
-    """The temperature that minimises the negative log-likelihood of `targets` under `calibrate(probabilities, T)`."""
+    """The temperature that minimises the negative log-likelihood of `targets` (as `negative_log_likelihood`
+    takes them) under `calibrate(probabilities, T)`."""
     losses = [negative_log_likelihood(calibrate(probabilities, t), targets) for t in TEMPERATURE_GRID]
     return float(TEMPERATURE_GRID[int(np.argmin(losses))])
 
 
 def negative_log_likelihood(probabilities: np.ndarray, targets: np.ndarray) -> float:
-    """Mean -log p[target]; a probability of 0 counts as 1e-12, so one confident miss does not make it infinite."""
-    picked = probabilities[np.arange(len(targets)), targets]
+    """Mean -log p[target]; a probability of 0 counts as 1e-12, so one confident miss does not make it infinite.
+
+    `targets` are class indices, or [n, n_labels] booleans where a track's label is a set of
+    classes (it is one of them): its likelihood is then the set's summed probability.
+    """
+    if targets.ndim == 2:
+        picked = (probabilities * targets).sum(axis=1)
+    else:
+        picked = probabilities[np.arange(len(targets)), targets]
     return float(-np.log(np.clip(picked, 1e-12, None)).mean())
 
 

@@ -452,7 +452,14 @@ def _print_report(report: dict, labels: list[str], title: str) -> None:
         per_class.add_column(column, justify="left" if column == "genre" else "right")
     for c in track["per_class"]:
         per_class.add_row(c["label"], f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}", str(c["support"]))
+    for row in track["sets"]:  # a set label: recall is the share answered inside the set
+        per_class.add_row(row["label"], "", f"{row['recall']:.3f}", "", str(row["support"]))
     out.print(per_class)
+    if track["sets"]:
+        out.print("set labels (one of these genres): recall is the share of their tracks answered inside the set; "
+                  "they count in the macro recall, not in the accuracy or the confusion matrix; their answers: "
+                  + "; ".join(f"{row['label']}: " + ", ".join(f"{g} {n}" for g, n in row["answers"].items()) for row in track["sets"]),
+                  highlight=False)
 
     confusion = Table(title="confusion (rows: true, columns: predicted)", title_justify="left")
     confusion.add_column("")
@@ -483,6 +490,7 @@ def calibrate_checkpoint(
     hop_seconds: Hop = DEFAULT_HOP_SECONDS,
     copy_from: Annotated[Optional[Path], typer.Option(help="Take this calibrated checkpoint's temperatures (and novelty scale) instead (same labels): e.g. of a twin trained without the valid split.")] = None,
     out_file: Annotated[Optional[Path], typer.Option("--out", help="Checkpoint to write (default: over CKPT, atomically).")] = None,
+    outside: Annotated[list[Path], typer.Option(help="Music outside the model's genres (file or folder; repeatable): the novelty score's tag weights are learnt from it against the fitted tracks.")] = [],
     device: Device = "auto",
 ) -> None:
     """Calibrate a checkpoint's track probabilities (one temperature per aggregation) and novelty scale, fit on valid tracks, kept in the checkpoint."""
@@ -503,7 +511,8 @@ def calibrate_checkpoint(
         out.print(line, highlight=False)
     if result["novelty"] is not None:
         scale = result["novelty"]
-        line = f"  novelty    out-of-genre tag evidence {scale.typical:.3f} (median) -> 0, {scale.threshold:.3f} -> 0.5"
+        evidence = f"tag evidence ({len(scale.tags)} tags weighted)" if scale.weights else "out-of-genre tag evidence"
+        line = f"  novelty    {evidence} {scale.typical:.3f} (median) -> 0, {scale.threshold:.3f} -> 0.5"
         if result["novelty_pass"] is not None:
             line += f"  ({result['novelty_pass']:.0%} of the tracks at or under 0.5)"
         out.print(line, highlight=False)

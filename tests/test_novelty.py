@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import SHARED_GTZAN, make_tone_dataset
+from conftest import SHARED_GTZAN, make_tone_dataset, write_tone
 from test_cli import mgc, read_rows
 from test_musicnn import TINY_MUSICNN, tiny_tagger
 
@@ -53,6 +53,27 @@ def test_the_scale_refuses_damage_and_too_little_to_fit_on():
         fit_novelty(MSD_TAGS, tag_logits(rng, 5, -3.0))
     with pytest.raises(MgcError, match="no tag 'electronic'"):
         fit_novelty([f"tag{i}" for i in range(50)], tag_logits(rng, 30, -3.0))
+
+
+def test_given_outside_music_the_weights_are_learnt_from_every_tag_not_only_the_ten():
+    rng = np.random.default_rng(2)
+    in_genre = tag_logits(rng, 200, -3.0)
+    outside = tag_logits(rng, 60, -3.0)
+    guitar = MSD_TAGS.index("guitar")  # no out-of-genre tag: music like none of the genres, heard only by its other tags
+    for logits in outside:
+        logits[:, guitar] += 4.0
+    ten = fit_novelty(MSD_TAGS, in_genre)
+    learnt = fit_novelty(MSD_TAGS, in_genre, outside)
+    assert list(learnt.tags) == MSD_TAGS and max(learnt.weights, key=learnt.weights.get) == "guitar"
+    assert NoveltyScale.from_dict(learnt.to_dict(), "x") == learnt
+    fresh_in, fresh_out = tag_logits(rng, 100, -3.0), tag_logits(rng, 30, -3.0)
+    for logits in fresh_out:
+        logits[:, guitar] += 4.0
+    score = lambda scale, tracks: np.array([scale.novelty(t) for t in tracks])  # noqa: E731
+    assert auroc(score(learnt, fresh_out), score(learnt, fresh_in)) > 0.95
+    assert auroc(score(ten, fresh_out), score(ten, fresh_in)) < 0.7
+    with pytest.raises(MgcError, match="3 tracks outside the genres: too few"):
+        fit_novelty(MSD_TAGS, in_genre, outside[:3])
 
 
 @pytest.fixture(scope="module")
@@ -111,10 +132,13 @@ def test_keep_tagger_needs_a_frozen_pretrained_front_end():
 def test_novelty_through_calibrate_export_and_predict(capsys, tagger_runs, tmp_path):
     run, _, _, data = tagger_runs
     checkpoint = tmp_path / "model.pt"
+    outside = tmp_path / "outside"  # tones between the two genres': music of neither
+    for i, freq in enumerate(np.linspace(700, 1800, 12)):
+        write_tone(outside / f"mid.{i}.wav", freq, 1.0, seed=i)
     code, out, err = mgc(capsys, "calibrate", run / "last.pt", "--data", data, "--split", "all", "--hop", "0.5",
-                         "--out", checkpoint)
+                         "--out", checkpoint, "--outside", outside)
     assert code == 0, err
-    assert "novelty" in out and "of the tracks at or under 0.5" in out
+    assert "novelty" in out and "tags weighted" in out and "of the tracks at or under 0.5" in out
     scale = NoveltyScale.from_dict(load_checkpoint(checkpoint)["novelty"], "test")
     files = sorted(data.rglob("*.wav"))
 

@@ -136,14 +136,27 @@ def test_clip_loss_is_cross_entropy_and_smooths_towards_uniform_not_towards_heav
     from mgcli.training.loop import clip_loss
 
     logits, targets = torch.randn(6, 4), torch.tensor([0, 1, 2, 3, 0, 1])
+    truths = torch.nn.functional.one_hot(targets, 4).bool()
     weights = torch.tensor([1.0, 2.0, 0.5, 20.0])
     expected = torch.nn.functional.cross_entropy(logits, targets, weight=weights)
-    assert clip_loss(logits, targets, weights, 0.0).item() == pytest.approx(expected.item(), rel=1e-6)
-    assert clip_loss(logits, targets, None, 0.1).item() == pytest.approx(
+    assert clip_loss(logits, truths, weights[targets], 0.0).item() == pytest.approx(expected.item(), rel=1e-6)
+    assert clip_loss(logits, truths, None, 0.1).item() == pytest.approx(
         torch.nn.functional.cross_entropy(logits, targets, label_smoothing=0.1).item(), rel=1e-6
     )
     # a clip of class 0 predicted as class 0: smoothing must not reward moving mass to heavy class 3
     confident = torch.tensor([[4.0, 0.0, 0.0, 0.0]])
     tilted = torch.tensor([[4.0, 0.0, 0.0, 2.0]])
-    target = torch.tensor([0])
-    assert clip_loss(tilted, target, weights, 0.1) > clip_loss(confident, target, weights, 0.1)
+    truth = torch.tensor([[True, False, False, False]])
+    assert clip_loss(tilted, truth, weights[:1], 0.1) > clip_loss(confident, truth, weights[:1], 0.1)
+
+
+def test_a_set_label_is_taught_as_one_of_its_genres_on_their_summed_probability():
+    from mgcli.training.loop import clip_loss
+
+    logits = torch.tensor([[0.0, 3.0, 0.0, 0.0], [0.0, 0.0, 3.0, 0.0], [3.0, 0.0, 0.0, 0.0]])
+    pop_or_rock = torch.tensor([[False, True, True, False]] * 3)
+    summed = logits.softmax(1)[:, 1:3].sum(1)
+    assert clip_loss(logits, pop_or_rock, None, 0.0).item() == pytest.approx(-summed.log().mean().item(), rel=1e-6)
+    # either genre of the set is as good an answer as the other; a genre outside it is not
+    each = [clip_loss(logits[i : i + 1], pop_or_rock[:1], None, 0.0).item() for i in range(3)]
+    assert each[0] == pytest.approx(each[1]) and each[2] > each[0] + 2

@@ -76,7 +76,7 @@ class TrainClips:
     def __init__(
         self,
         tracks: list[Track],
-        labels: list[str],
+        names: list[str],
         clips_per_track: int = 4,
         clip_samples: int = CLIP_SAMPLES,
         augment: Augment | None = None,
@@ -86,7 +86,7 @@ class TrainClips:
         if not tracks:
             raise ValueError("no training tracks")
         self.tracks = tracks
-        self.targets = [labels.index(t.label) for t in tracks]
+        self.targets = [names.index(t.label) for t in tracks]  # genres and set labels (`datasets.target_names`)
         self.clips_per_track = clips_per_track
         self.clip_samples = clip_samples
         self.augment = augment

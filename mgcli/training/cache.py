@@ -29,6 +29,7 @@ class Track:
     label: str
     split: str = ""  # "train", "valid", "test" or "" (unassigned)
     cache_file: str = ""  # the decoded 16 kHz int16 .npy, once preprocessed
+    collection: str = ""  # the dataset (`--data`) it came from: validation reports each on its own
 
 
 @dataclass

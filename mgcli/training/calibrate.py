@@ -20,7 +20,7 @@ from ..novelty import NOVELTY_THRESHOLD, fit_novelty
 from ..shipped import WEIGHTS_DIR
 from ..torch_engine import model_from_checkpoint, pick_device
 from .datasets import SPLITS, load_datasets, pair_split_files, tracks_in_split, warn_absent
-from .evaluate import run_tracks, warn_unknown_labels
+from .evaluate import outside_tag_logits, run_tracks, warn_unknown_labels
 
 
 def calibrate(
@@ -31,6 +31,7 @@ def calibrate(
     hop_seconds: float = DEFAULT_HOP_SECONDS,
     copy_from: str | Path | None = None,
     out_file: str | Path | None = None,
+    outside: Sequence[Path] = (),
     device: str = "auto",
     notify: Callable[[str], None] = quiet,
 ) -> dict:
@@ -40,7 +41,9 @@ def calibrate(
     (one `split_file` per dataset, in order), or, with `copy_from`, taken from that calibrated
     checkpoint: a model trained on the valid split too (the shipped default) cannot be calibrated
     on it, its twin trained without it can. The novelty scale of a network that keeps a tagger
-    is fit on the same tracks, or copied with the temperatures. Returns {"temperatures", "novelty":
+    is fit on the same tracks, or copied with the temperatures; given music `outside` the genres
+    (files and folders), its tag weights are learnt from those tracks against these
+    (novelty.fit_novelty). Returns {"temperatures", "novelty":
     the scale or None, "reports": {aggregation: calibration_report} (empty when copied),
     "novelty_pass": the share of the tracks at or under the novelty threshold (None when copied
     or none), "tracks", "failed": [(path, error)]}.
@@ -49,8 +52,8 @@ def calibrate(
     check_output_file(out_file)
     if copy_from is None and not data:
         raise MgcError("give --data (and --split-file) to fit the temperatures on, or --copy-from a calibrated checkpoint")
-    if copy_from is not None and data:
-        raise MgcError("--copy-from takes the temperatures as they are: leave out --data")
+    if copy_from is not None and (data or outside):
+        raise MgcError("--copy-from takes the temperatures and novelty as they are: leave out --data and --outside")
     if split not in (*SPLITS, "all"):
         raise MgcError(f"unknown split {split!r} (use {', '.join(SPLITS)} or all)")
     hop = hop_samples(hop_seconds)
@@ -78,16 +81,23 @@ def calibrate(
         scored, result["failed"] = run_tracks(model, tracks, hop, None)
         if len(scored) < 2:
             raise MgcError(f"{len(scored)} tracks of the model's genres in the {split} split: too few to fit a temperature on")
-        targets = np.array([target for target, _ in scored])
+        # The fit takes every track, a set label on its summed probability; the report, like
+        # evaluate's, the tracks of one genre, whose top probability says how often it is right.
+        truths = np.array([truth for truth, _ in scored])
+        single = truths.sum(axis=1) == 1
         temperatures = {}
         for aggregation in AGGREGATIONS:
             probabilities = np.array([aggregate(outputs.logits, aggregation) for _, outputs in scored])
-            temperatures[aggregation] = fit_temperature(probabilities, targets)
-            result["reports"][aggregation] = calibration_report(probabilities, targets, temperatures[aggregation])
+            temperatures[aggregation] = fit_temperature(probabilities, truths)
+            result["reports"][aggregation] = calibration_report(
+                probabilities[single], truths[single].argmax(axis=1), temperatures[aggregation])
         result["tracks"] = len(scored)
+        if outside and not keeps_tagger:
+            raise MgcError(f"--outside fits the novelty score, and {weights} keeps no tagger to give one")
         if keeps_tagger:
             tag_labels = load_checkpoint(WEIGHTS_DIR / model.network.shipped_backbone)["labels"]
-            novelty = fit_novelty(tag_labels, [outputs.tag_logits for _, outputs in scored])
+            outside_tags = outside_tag_logits(model, outside, hop, notify) if outside else []
+            novelty = fit_novelty(tag_labels, [outputs.tag_logits for _, outputs in scored], outside_tags)
             result["novelty_pass"] = float(np.mean([novelty.novelty(o.tag_logits) <= NOVELTY_THRESHOLD for _, o in scored]))
     checkpoint["temperatures"] = temperatures
     if novelty is not None:

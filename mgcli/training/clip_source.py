@@ -13,7 +13,8 @@ from . import distributed
 from .augment import Augment, TrainClips
 from .cache import Track
 from .config import TrainConfig
-from .evaluate import evaluate_tracks
+from .datasets import by_collection
+from .evaluate import evaluate_datasets, evaluate_tracks
 
 
 class ClipSource:
@@ -27,10 +28,10 @@ class ClipSource:
 
     def __init__(
         self, model_name: str, network: GenreNetwork, train_tracks: list[Track], valid_tracks: list[Track],
-        labels: list[str], config: TrainConfig, device: torch.device,
+        labels: list[str], names: list[str], config: TrainConfig, device: torch.device,
     ):
         self.clips = TrainClips(
-            train_tracks, labels, config.clips_per_track, network.config.clip_samples,
+            train_tracks, names, config.clips_per_track, network.config.clip_samples,
             Augment(config.gain_low, config.gain_high, config.noise_std, config.mix_prob, config.masks),
             config.balance == "sampler", config.seed,
         )
@@ -49,7 +50,10 @@ class ClipSource:
         self.clips.set_epoch(epoch)
 
     def validation_report(self) -> dict:
-        """The clips of every validation track, as predict cuts them, aggregated per track."""
+        """The clips of every validation track, as predict cuts them, aggregated per track (and per dataset, from several)."""
+        collections = by_collection(self.valid_tracks, [t.collection for t in self.valid_tracks])
+        if len(collections) > 1:
+            return evaluate_datasets(self.model, collections, self.config.eval_hop_seconds, self.config.aggregate)
         return evaluate_tracks(self.model, self.valid_tracks, self.config.eval_hop_seconds, self.config.aggregate)
 
 

@@ -2,6 +2,12 @@
 
 A dataset is a folder-per-genre tree (`DATA/<genre>/*.wav`), a CSV manifest
 (`path,label[,split]`, paths relative to the CSV) or a preprocess cache (see `cache`).
+
+A track's label is one genre, or a set of genres written `pop|rock|metal` (a manifest's
+`label`, a split file's `genres` column): the track is one of them, and which one nobody
+says, as AllMusic files pop, rock and heavy metal under one "Pop/Rock". Training takes the
+loss on the set's summed probability and scoring counts an answer in the set as right; a set
+is never a class of its own (`genres_of`, `target_names`, `target_masks`).
 """
 
 from __future__ import annotations
@@ -20,6 +26,30 @@ from ..files import check_output_folder
 from .cache import CacheReport, Track, preprocess, read_cache
 
 SPLITS = ("train", "valid", "test")
+GENRE_SET = "|"  # joins the genres of a set label: "metal|pop|rock"
+
+
+def parse_label(text: str) -> str:
+    """A label as written (`rock`, `pop | rock|metal`) in its one spelling: a genre, or a set's
+    distinct genres sorted and joined by GENRE_SET; "" for none."""
+    genres = sorted({genre.strip() for genre in text.split(GENRE_SET)} - {""})
+    return GENRE_SET.join(genres)
+
+
+def genres_of(label: str) -> list[str]:
+    """The genres a label names: itself, or a set's members."""
+    return label.split(GENRE_SET)
+
+
+def target_names(labels: list[str], tracks: Iterable[Track]) -> list[str]:
+    """What a training target indexes: each of the model's genres, then each set label the tracks carry."""
+    return labels + sorted({t.label for t in tracks if GENRE_SET in t.label})
+
+
+def target_masks(names: list[str], labels: list[str]) -> np.ndarray:
+    """[len(names), len(labels)] booleans: the genres each target name counts as right (a set's genres
+    the model lacks count as nothing)."""
+    return np.array([[label in genres_of(name) for label in labels] for name in names], dtype=bool)
 
 
 def find_tracks(data: str | Path) -> list[Track]:
@@ -50,7 +80,7 @@ def _read_manifest(manifest: Path) -> list[Track]:
         split = (row.get("split") or "").strip()
         if split and split not in SPLITS:
             raise MgcError(f"{manifest}: unknown split {split!r} (use {', '.join(SPLITS)})")
-        label = (row["label"] or "").strip()  # csv gives None for a short row
+        label = parse_label(row["label"] or "")  # csv gives None for a short row
         if not label:
             raise MgcError(f"{manifest}: line {line} has no label")
         path = manifest.parent / row["path"]
@@ -70,35 +100,39 @@ def _refuse_conflicts(source: Path, entries: list[tuple[str, str]]) -> None:
 
 
 def labels_of(tracks: Iterable[Track]) -> list[str]:
-    return sorted({t.label for t in tracks})
+    """The genres the tracks' labels name (a set label's members, never the set)."""
+    return sorted({genre for t in tracks for genre in genres_of(t.label)})
 
 
-def read_split_file(split_file: str | Path) -> dict[str, str]:
-    """A split file's rows: path -> split."""
+def read_split_file(split_file: str | Path) -> dict[str, tuple[str, str]]:
+    """A split file's rows: path -> (split, label), the label from its optional `genres` column
+    (one genre or a set, `pop|rock|metal`; "" where the column is absent or empty)."""
     if not Path(split_file).is_file():
         raise MgcError(f"{split_file}: no such split file")
     with open(split_file, newline="") as f:
         rows = list(csv.DictReader(f))
     if not rows or not {"path", "split"} <= set(rows[0]):
-        raise MgcError(f"{split_file}: a split file needs columns path,split")
-    entries = [(row["path"], (row["split"] or "").strip()) for row in rows]  # csv gives None for a short row
-    _refuse_conflicts(Path(split_file), entries)
+        raise MgcError(f"{split_file}: a split file needs columns path,split[,genres]")
+    # csv gives None for a short row
+    entries = [(row["path"], ((row["split"] or "").strip(), parse_label(row.get("genres") or ""))) for row in rows]
+    _refuse_conflicts(Path(split_file), [(path, " ".join(filter(None, row))) for path, row in entries])
     return dict(entries)
 
 
 def apply_split_file(tracks: list[Track], split_file: str | Path) -> list[Track]:
-    """Assign each track the split its split file gives (matched by path, else by file stem).
+    """Assign each track the split its split file gives (matched by path, else by file stem), and
+    the label of its `genres` column where it has one (AllMusic's `pop_rock/` folder holds `pop|rock|metal`).
 
     Tracks the file does not name are dropped: a split file defines the experiment.
     """
     by_key = read_split_file(split_file)
     # Fallback on the file stem, so a split file written for .wav also fits an .ogg copy.
-    by_stem = {Path(key).stem: split for key, split in by_key.items()}
+    by_stem = {Path(key).stem: row for key, row in by_key.items()}
     assigned = []
     for track in tracks:
-        split = by_key.get(track.key) or by_stem.get(Path(track.key).stem)
+        split, label = by_key.get(track.key) or by_stem.get(Path(track.key).stem) or ("", "")
         if split:
-            assigned.append(replace(track, split=split))
+            assigned.append(replace(track, split=split, label=label or track.label))
     if not assigned:
         raise MgcError(f"{split_file}: names none of the dataset's tracks")
     return assigned
@@ -110,7 +144,7 @@ def absent_from_split_file(tracks: list[Track], split_file: str | Path, splits: 
     stems = {Path(t.key).stem for t in tracks}
     wanted = set(splits)
     return [
-        path for path, split in read_split_file(split_file).items()
+        path for path, (split, _) in read_split_file(split_file).items()
         if split in wanted and path not in keys and Path(path).stem not in stems
     ]
 
@@ -158,13 +192,15 @@ def split_tracks(
     return {name: [t for t in tracks if t.split == name] for name in SPLITS}
 
 
-def class_counts(tracks: Iterable[Track], labels: list[str]) -> list[int]:
+def class_counts(tracks: Iterable[Track], names: list[str]) -> list[int]:
+    """How many tracks carry each label of `names` (genres, or `target_names` with the set labels)."""
     counts = Counter(t.label for t in tracks)
-    return [counts.get(label, 0) for label in labels]
+    return [counts.get(name, 0) for name in names]
 
 
 def describe_counts(tracks: list[Track], labels: list[str]) -> str:
-    return ", ".join(f"{label} {n}" for label, n in zip(labels, class_counts(tracks, labels)))
+    names = target_names(labels, tracks)
+    return ", ".join(f"{name} {n}" for name, n in zip(names, class_counts(tracks, names)))
 
 
 @dataclass
@@ -232,6 +268,7 @@ def load_datasets(
             tracks = read_cache(caches[n])
             for _, error in skipped if notify else ():
                 notify(f"skipped: {error}")
+        tracks = [replace(t, collection=str(source)) for t in tracks]
         datasets.append(Dataset(Path(source), tracks, split_file, skipped))
     return datasets
 
@@ -241,6 +278,15 @@ def split_datasets(datasets: list[Dataset], **rule) -> dict[str, list[Track]]:
     split file, else by `rule` (`split_tracks`' folds, fold, valid_fraction and seed)."""
     parts = [split_tracks(d.tracks, split_file=d.split_file, **rule) for d in datasets]
     return {name: [t for part in parts for t in part[name]] for name in SPLITS}
+
+
+def by_collection(items: Iterable, collections: Iterable[str]) -> dict[str, list]:
+    """Items (tracks, or their indices) grouped by the dataset each came from (`Track.collection`),
+    in the order the datasets were given."""
+    groups: dict[str, list] = {}
+    for item, collection in zip(items, collections):
+        groups.setdefault(collection, []).append(item)
+    return groups
 
 
 def tracks_in_split(dataset: Dataset, split: str) -> list[Track]:

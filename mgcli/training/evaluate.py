@@ -10,16 +10,16 @@ from pathlib import Path
 import numpy as np
 
 from .. import MgcError, quiet
-from ..audio import DEFAULT_HOP_SECONDS
+from ..audio import DEFAULT_HOP_SECONDS, AudioError, load
 from ..calibration import calibration_report, expected_calibration_error
 from ..catalogue import find_audio
 from ..clips import ClipOutputs, hop_samples
 from ..files import check_output_file, check_outputs_apart, write_text_atomic
-from ..inference import AGGREGATIONS, aggregate, check_aggregation, classify_files, load_model, track_outputs
+from ..inference import AGGREGATIONS, aggregate, check_aggregation, load_model, track_outputs
 from ..novelty import NOVELTY_THRESHOLD, auroc
 from ..torch_engine import GenreModel
 from .cache import Track, load_wave, to_float
-from .datasets import SPLITS, load_datasets, pair_split_files, tracks_in_split, warn_absent
+from .datasets import GENRE_SET, SPLITS, genres_of, load_datasets, pair_split_files, tracks_in_split, warn_absent
 
 RANDOM_FOLDS_WARNING = (
     "Random folds put the same artists in training and test folds; on GTZAN this inflates "
@@ -56,6 +56,30 @@ def classification_report(y_true: list[int], y_pred: list[int], labels: list[str
         "confusion": confusion.tolist(),
         "count": total,
     }
+
+
+def label_report(truths: Sequence[np.ndarray], predictions: Sequence[int], labels: list[str]) -> dict:
+    """`classification_report` of the items with one true genre, and "sets": a row per set label
+    ({"label", "support", "recall": the share answered inside the set, "answers": {genre: count}}).
+
+    `truths` are [n_labels] booleans: the genres counted right. A set is scored on its own row, never
+    as a class of the confusion matrix or the accuracy; it counts as one class in the macro recall.
+    """
+    single = [(int(truth.argmax()), p) for truth, p in zip(truths, predictions) if truth.sum() == 1]
+    report = classification_report([t for t, _ in single], [p for _, p in single], labels)
+    answers: dict[str, list[int]] = {}
+    for truth, p in zip(truths, predictions):
+        if truth.sum() > 1:
+            answers.setdefault(GENRE_SET.join(np.array(labels)[truth]), []).append(p)
+    sets = []
+    for name, predicted in sorted(answers.items()):
+        right = np.isin(np.array(labels)[predicted], genres_of(name))
+        sets.append({"label": name, "support": len(predicted), "recall": float(right.mean()),
+                     "answers": dict(Counter(labels[p] for p in predicted).most_common())})
+    if sets:
+        recalls = [c["recall"] for c in report["per_class"] if c["support"]] + [row["recall"] for row in sets]
+        report["macro"]["recall"] = float(np.mean(recalls))
+    return report | {"sets": sets}
 
 
 def evaluate_tracks(
@@ -105,28 +129,30 @@ def evaluate_datasets(
 
 def run_tracks(
     model: GenreModel, tracks: list[Track], hop: int, batch_size: int | None
-) -> tuple[list[tuple[int, ClipOutputs]], list[tuple[str, str]]]:
-    """(true label index, clip outputs) of each track whose genre the model knows, and (path, error) of those that fail."""
-    scored: list[tuple[int, ClipOutputs]] = []
+) -> tuple[list[tuple[np.ndarray, ClipOutputs]], list[tuple[str, str]]]:
+    """(truth, clip outputs) of each track whose label names a genre the model knows, and (path, error)
+    of those that fail. A truth is [n_labels] booleans: the genres counted right (one, or a set's)."""
+    scored: list[tuple[np.ndarray, ClipOutputs]] = []
     failed: list[tuple[str, str]] = []
     for track in tracks:
-        if track.label not in model.labels:
+        truth = np.isin(model.labels, genres_of(track.label))
+        if not truth.any():
             continue  # a genre the model was not trained on cannot be scored
         try:
             wave = to_float(load_wave(track))
         except MgcError as error:
             failed.append((track.path, str(error)))
             continue
-        scored.append((model.labels.index(track.label), track_outputs(model, [wave], hop, batch_size)))
+        scored.append((truth, track_outputs(model, [wave], hop, batch_size)))
     return scored, failed
 
 
-def logits_of(scored: list[tuple[int, ClipOutputs]]) -> list[tuple[int, np.ndarray]]:
-    """`run_tracks`' tracks as `score_tracks` takes them: (true label index, clip logits)."""
+def logits_of(scored: list[tuple[np.ndarray, ClipOutputs]]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """`run_tracks`' tracks as `score_tracks` takes them: (truth, clip logits)."""
     return [(target, outputs.logits) for target, outputs in scored]
 
 
-def novelty_report(model: GenreModel, scored: list[tuple[int, ClipOutputs]], outside: np.ndarray | None) -> dict:
+def novelty_report(model: GenreModel, scored: list[tuple[np.ndarray, ClipOutputs]], outside: np.ndarray | None) -> dict:
     """{"novelty": {"threshold", "pass": the share of the tracks at or under it, "median"}, with, given
     the novelty of tracks `outside` the genres, "outside_tracks", "outside_flagged" and "auroc"};
     {} for a model that gives no novelty (novelty.py)."""
@@ -147,22 +173,27 @@ def outside_novelty(
     if model.novelty is None:
         raise MgcError("--outside measures the novelty score, and this model gives none "
                        "(a musicnn that keeps its tagger, calibrated with `mgc calibrate`, gives one)")
+    return np.array([model.novelty.novelty(t) for t in outside_tag_logits(model, paths, hop_samples(hop_seconds), notify)])
+
+
+def outside_tag_logits(model: GenreModel, paths: Sequence[Path], hop: int, notify: Callable[[str], None]) -> list[np.ndarray]:
+    """The kept tagger's clip tag logits of every audio file under `paths`; files that fail are skipped."""
     files = find_audio(paths)
     if not files:
         raise MgcError("no audio files found in " + ", ".join(map(str, paths)))
-    novelty = []
-    for result in classify_files(model, files, hop_seconds):
-        if result.error:
-            notify(f"skipped: {result.error}")
-        else:
-            novelty.append(result.novelty)
-    return np.array(novelty)
+    tag_logits = []
+    for path in files:
+        try:
+            tag_logits.append(track_outputs(model, [load(path)], hop).tag_logits)
+        except AudioError as error:
+            notify(f"skipped: {error}")
+    return tag_logits
 
 
 def warn_unknown_labels(tracks: list[Track], labels: list[str], notify: Callable[[str], None]) -> None:
     """Say how many tracks have a genre the model does not know, and which genres: they cannot be
     scored, and the scores would otherwise rest on fewer tracks without a word. None known is refused."""
-    unknown = Counter(t.label for t in tracks if t.label not in labels)
+    unknown = Counter(t.label for t in tracks if not set(genres_of(t.label)) & set(labels))
     if not unknown:
         return
     n = sum(unknown.values())
@@ -173,41 +204,48 @@ def warn_unknown_labels(tracks: list[Track], labels: list[str], notify: Callable
 
 
 def score_tracks(
-    scored: list[tuple[int, np.ndarray]], labels: list[str], aggregation: str = "mean_prob", temperature: float = 1.0
+    scored: list[tuple[np.ndarray, np.ndarray]], labels: list[str], aggregation: str = "mean_prob", temperature: float = 1.0
 ) -> dict:
-    """Scores of tracks given as (true label index, clip logits [n_clips, n_labels]).
+    """Scores of tracks given as (truth: [n_labels] booleans, the genres counted right; clip logits [n_clips, n_labels]).
 
-    Returns {"clip": report, "track": report for `aggregation`, "track_accuracy": {aggregation: acc},
-    "loss": mean clip cross-entropy, "calibration": calibration.calibration_report of the tracks'
-    `aggregation` probabilities under `temperature`, with "clip_ece", the clips' own softmax's,
-    "aggregate"}. Calibration never moves a track's argmax, so no accuracy depends on the temperature.
+    Returns {"clip": report, "track": report for `aggregation` (both `label_report`s: tracks of one
+    genre in the accuracy and confusion, set labels on rows of their own), "track_accuracy":
+    {aggregation: accuracy over the tracks of one genre}, "loss": mean clip cross-entropy (of a set
+    label, on its summed probability), "calibration": calibration.calibration_report of the
+    one-genre tracks' `aggregation` probabilities under `temperature`, with "clip_ece", the clips'
+    own softmax's, "aggregate"}. Calibration never moves a track's argmax, so no accuracy depends on the temperature.
     """
-    clip_true: list[int] = []
+    clip_truths: list[np.ndarray] = []
     clip_pred: list[int] = []
-    track_true: list[int] = []
     track_pred: dict[str, list[int]] = {m: [] for m in AGGREGATIONS}
     track_probabilities = []  # of `aggregation`, uncalibrated
     clip_probabilities = []
     losses = []
-    for target, logits in scored:
+    for truth, logits in scored:
         shifted = logits - logits.max(axis=1, keepdims=True)
         log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-        losses.append(-log_probs[:, target].mean())
+        losses.append(-np.logaddexp.reduce(log_probs[:, truth], axis=1).mean())  # a set's summed probability, in logs
         clip_probabilities.append(np.exp(log_probs))
-        clip_true += [target] * len(logits)
+        clip_truths += [truth] * len(logits)
         clip_pred += logits.argmax(axis=1).tolist()
-        track_true.append(target)
         for m in AGGREGATIONS:
             track_pred[m].append(int(aggregate(logits, m).argmax()))
         track_probabilities.append(aggregate(logits, aggregation))
-    calibration = calibration_report(np.array(track_probabilities), np.array(track_true, dtype=int), temperature)
-    if scored:
-        calibration["clip_ece"] = expected_calibration_error(np.concatenate(clip_probabilities), np.array(clip_true))
+    single = np.array([truth.sum() == 1 for truth, _ in scored], dtype=bool)
+    track_true = np.array([int(truth.argmax()) for truth, _ in scored], dtype=int)
+    calibration = calibration_report(np.array(track_probabilities).reshape(len(scored), len(labels))[single],
+                                     track_true[single], temperature)
+    clip_single = np.array([truth.sum() == 1 for truth in clip_truths], dtype=bool)
+    if clip_single.any():
+        clip_true = np.array([int(truth.argmax()) for truth in clip_truths])
+        calibration["clip_ece"] = expected_calibration_error(np.concatenate(clip_probabilities)[clip_single], clip_true[clip_single])
+    truths = [truth for truth, _ in scored]
     return {
-        "clip": classification_report(clip_true, clip_pred, labels),
-        "track": classification_report(track_true, track_pred[aggregation], labels),
+        "clip": label_report(clip_truths, clip_pred, labels),
+        "track": label_report(truths, track_pred[aggregation], labels),
         "track_accuracy": {
-            m: float(np.mean(np.equal(track_true, p))) if track_true else 0.0 for m, p in track_pred.items()
+            m: float(np.mean(track_true[single] == np.array(p, dtype=int)[single])) if single.any() else 0.0
+            for m, p in track_pred.items()
         },
         "loss": float(np.mean(losses)) if losses else float("nan"),
         "calibration": calibration,

@@ -34,6 +34,7 @@ from ..torch_engine import pick_device, place
 from .augment import epoch_seed
 from .cache import Track, load_wave, to_float
 from .config import TrainConfig
+from .datasets import by_collection, target_masks
 from .evaluate import score_tracks
 
 FEATURE_BATCH = 16  # clips per forward pass of the front end
@@ -78,7 +79,7 @@ class FeatureSource:
 
     def __init__(
         self, network: GenreNetwork, train_tracks: list[Track], valid_tracks: list[Track], labels: list[str],
-        config: TrainConfig, device: torch.device, console,
+        names: list[str], config: TrainConfig, device: torch.device, console,
     ):
         network.eval()  # the front end's output as inference computes it
         began = time.perf_counter()
@@ -88,8 +89,9 @@ class FeatureSource:
         self.valid_features = track_features(network, valid_tracks, config.eval_hop_seconds, device)
         console.print(f"cached {sum(len(f) for f in self.train_features)} + {sum(len(f) for f in self.valid_features)} clips "
                       f"in {time.perf_counter() - began:.0f} s")
-        self.train_targets = [labels.index(t.label) for t in train_tracks]
-        self.valid_targets = [labels.index(t.label) for t in valid_tracks]
+        self.train_targets = [names.index(t.label) for t in train_tracks]  # `names` (`loop.fit`) indexes genres and set labels
+        self.valid_truths = target_masks(names, labels)[[names.index(t.label) for t in valid_tracks]]
+        self.valid_collections = by_collection(range(len(valid_tracks)), [t.collection for t in valid_tracks])
         self.module: nn.Module = FromFrontFeatures(network)
         self.network, self.labels, self.config, self.device = network, labels, config, device
         self.plan: list[tuple[int, int]] = []  # (track, clip) of every training clip of the epoch, in order
@@ -111,11 +113,16 @@ class FeatureSource:
                    torch.tensor([self.train_targets[t] for t, _ in batch]))
 
     def validation_report(self) -> dict:
-        """The cached clips of every validation track, aggregated per track."""
+        """The cached clips of every validation track, aggregated per track; from several datasets,
+        with "datasets": {name: each one's report}, as `evaluate.evaluate_datasets` gives it."""
         with torch.inference_mode():
-            scored = [(target, self.network.from_front_features(f.to(self.device)).float().cpu().numpy())
-                      for target, f in zip(self.valid_targets, self.valid_features)]
-        return score_tracks(scored, self.labels, self.config.aggregate)
+            scored = [(truth, self.network.from_front_features(f.to(self.device)).float().cpu().numpy())
+                      for truth, f in zip(self.valid_truths, self.valid_features)]
+        report = score_tracks(scored, self.labels, self.config.aggregate)
+        if len(self.valid_collections) > 1:
+            report["datasets"] = {name: score_tracks([scored[i] for i in members], self.labels, self.config.aggregate)
+                                  for name, members in self.valid_collections.items()}
+        return report
 
 
 class FromFrontFeatures(nn.Module):

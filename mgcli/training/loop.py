@@ -33,7 +33,7 @@ from .augment import epoch_seed
 from .cache import Track
 from .clip_source import ClipSource
 from .config import TrainConfig, class_warning, learning_rate
-from .datasets import class_counts
+from .datasets import class_counts, target_masks, target_names
 from .features import FeatureSource
 from .run_state import is_better, save_epoch, start_run
 
@@ -76,7 +76,9 @@ def fit(
     # markup=False: paths and "[best]" are text, not Rich markup.
     console = Console(stderr=True, quiet=not verbose or rank != 0, soft_wrap=True, markup=False)
     out = Path(out_dir)
-    warning = class_warning(train_tracks, labels)
+    # A target indexes `names`: a genre, or a set label (the track is one of the set's genres).
+    names = target_names(labels, train_tracks + valid_tracks)
+    warning = class_warning(train_tracks, names)
     if warning:
         console.print(f"warning: {warning}")
     if config.batch_size % world:
@@ -96,16 +98,17 @@ def fit(
     optimizer = make_optimizer(config, network, state.pretrained)
     if state.optimizer_state is not None:
         optimizer.load_state_dict(state.optimizer_state)
-    weights = class_weights(config, train_tracks, labels)
+    masks = torch.from_numpy(target_masks(names, labels)).to(torch_device)
+    weights = class_weights(config, train_tracks, names)
     if weights is not None:
         weights = weights.to(torch_device)
 
     # The source of batches.
     source: BatchSource
     if network.trains_on_features:
-        source = FeatureSource(network, train_tracks, valid_tracks, labels, config, torch_device, console)
+        source = FeatureSource(network, train_tracks, valid_tracks, labels, names, config, torch_device, console)
     else:
-        source = ClipSource(model_name, network, train_tracks, valid_tracks, labels, config, torch_device)
+        source = ClipSource(model_name, network, train_tracks, valid_tracks, labels, names, config, torch_device)
     trainer = source.module
     if world > 1:  # its constructor waits for every rank, so all have checked OUT before rank 0 writes there
         trainer = DistributedDataParallel(trainer, [torch_device] if torch_device.type == "cuda" else None)
@@ -121,7 +124,7 @@ def fit(
         for group in optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)  # runs from before lr_scale have one group
         metrics = {"epoch": epoch + 1, "lr": lr}
-        metrics |= train_epoch(trainer, source.rank_batches, optimizer, weights, config, torch_device, console, epoch)
+        metrics |= train_epoch(trainer, source.rank_batches, optimizer, masks, weights, config, torch_device, console, epoch)
         metrics |= validate(source, bool(valid_tracks), config, torch_device)
         check_finite_weights(network, epoch)
         metrics["seconds"] = round(time.perf_counter() - began, 2)
@@ -156,35 +159,42 @@ def make_optimizer(config: TrainConfig, network: nn.Module, pretrained: bool) ->
     return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
-def class_weights(config: TrainConfig, tracks: list[Track], labels: list[str]) -> torch.Tensor | None:
-    """With balance "loss", each class's loss weight: inversely proportional to its training tracks."""
+def class_weights(config: TrainConfig, tracks: list[Track], names: list[str]) -> torch.Tensor | None:
+    """With balance "loss", each target's loss weight (`names`: genres, then set labels, each a
+    class of its own here): inversely proportional to its training tracks."""
     if config.balance != "loss":
         return None
-    counts = np.array(class_counts(tracks, labels), dtype=np.float64)
+    counts = np.array(class_counts(tracks, names), dtype=np.float64)
     present = counts > 0
     weights = np.zeros_like(counts)
     weights[present] = counts[present].sum() / (present.sum() * counts[present])
     return torch.tensor(weights, dtype=torch.float32)
 
 
-def clip_loss(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None, smoothing: float) -> torch.Tensor:
-    """Cross-entropy with label smoothing, each clip weighted by its true class's weight.
+def clip_loss(logits: torch.Tensor, truths: torch.Tensor, clip_weights: torch.Tensor | None, smoothing: float) -> torch.Tensor:
+    """Cross-entropy with label smoothing, each clip weighted by its clip weight (its target's class weight).
 
-    Not nn.CrossEntropyLoss(weight=..., label_smoothing=...): that weights the smoothing term
-    by every class's weight, so with GTZAN's one disco track (weight 22.6) the smoothing
-    alone pulled every clip towards disco and training collapsed to 3% clip accuracy.
+    `truths` [n_clips, n_labels] are booleans, the genres counted right: one, or a set label's,
+    whose loss is taken on the set's summed probability (the log-sum-exp of its log-probabilities;
+    of one genre, exactly its log-probability). Not nn.CrossEntropyLoss(weight=...,
+    label_smoothing=...): that weights the smoothing term by every class's weight, so with GTZAN's
+    one disco track (weight 22.6) the smoothing alone pulled every clip towards disco and training
+    collapsed to 3% clip accuracy.
     """
     log_probs = logits.log_softmax(dim=1)
-    per_clip = -(1.0 - smoothing) * log_probs.gather(1, targets[:, None]).squeeze(1) - smoothing * log_probs.mean(dim=1)
-    clip_weights = weights[targets] if weights is not None else torch.ones_like(per_clip)
+    log_truth = log_probs.masked_fill(~truths, float("-inf")).logsumexp(dim=1)
+    per_clip = -(1.0 - smoothing) * log_truth - smoothing * log_probs.mean(dim=1)
+    clip_weights = clip_weights if clip_weights is not None else torch.ones_like(per_clip)
     return (clip_weights * per_clip).sum() / clip_weights.sum()
 
 
 def train_epoch(
-    trainer: nn.Module, batches, optimizer: torch.optim.Optimizer, weights: torch.Tensor | None,
+    trainer: nn.Module, batches, optimizer: torch.optim.Optimizer, masks: torch.Tensor, weights: torch.Tensor | None,
     config: TrainConfig, device: torch.device, console, epoch: int,
 ) -> dict:
-    """One pass over this rank's batches of the epoch; the loss and clip accuracy, over all ranks."""
+    """One pass over this rank's batches of the epoch; the loss and clip accuracy, over all ranks.
+
+    A batch's targets index `masks` (`datasets.target_masks`) and `weights`."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     trainer.train()
@@ -199,7 +209,8 @@ def train_epoch(
             targets = targets.to(device, non_blocking=True)
             with torch.autocast("cuda", torch.bfloat16, enabled=device.type == "cuda"):
                 logits = trainer(inputs)
-            loss = clip_loss(logits.float(), targets, weights, config.label_smoothing)
+            truths = masks[targets]
+            loss = clip_loss(logits.float(), truths, weights[targets] if weights is not None else None, config.label_smoothing)
             if distributed.world_size() > 1 and weights is not None:  # so that DDP's average is the global batch's weighted mean
                 loss = loss * distributed.global_share(weights[targets].sum())
             stop_if_not_finite(loss, epoch, device)
@@ -207,7 +218,7 @@ def train_epoch(
             loss.backward()
             optimizer.step()
             total_loss += loss.item() * len(targets)
-            correct += (logits.argmax(1) == targets).sum().item()
+            correct += truths.gather(1, logits.argmax(1, keepdim=True)).sum().item()
             seen += len(targets)
             progress.advance(task)
     if distributed.world_size() > 1:  # the ranks take equal batches, so these sums are what one process counts
@@ -246,13 +257,22 @@ def validate(source: BatchSource, has_valid: bool, config: TrainConfig, device: 
     if not has_valid:
         return {}
     report = source.validation_report()
-    return {
+    metrics = {
         "valid_loss": report["loss"],
         "valid_clip_accuracy": report["clip"]["accuracy"],
         "valid_track_accuracy": report["track"]["accuracy"],
         "valid_macro_recall": report["track"]["macro"]["recall"],
         "valid_track_accuracy_by_aggregate": report["track_accuracy"],
     }
+    if "datasets" in report:  # the choice rests on each collection alike, not on the pooled figure the largest dominates
+        by_dataset = {name: {"track_accuracy": part["track"]["accuracy"], "macro_recall": part["track"]["macro"]["recall"]}
+                      for name, part in report["datasets"].items()}
+        metrics |= {
+            "valid_by_dataset": by_dataset,
+            "valid_mean_track_accuracy": float(np.mean([d["track_accuracy"] for d in by_dataset.values()])),
+            "valid_mean_macro_recall": float(np.mean([d["macro_recall"] for d in by_dataset.values()])),
+        }
+    return metrics
 
 
 def recalibrate_batchnorm(network: nn.Module, loader: Iterable, device: torch.device, max_batches: int) -> None:
@@ -289,4 +309,6 @@ def epoch_line(m: dict, has_valid: bool, is_best: bool) -> str:
             f"  | valid loss {m['valid_loss']:.3f}  clip {m['valid_clip_accuracy']:.3f}"
             f"  track {m['valid_track_accuracy']:.3f}  macro recall {m['valid_macro_recall']:.3f}"
         )
+    for name, d in m.get("valid_by_dataset", {}).items():
+        line += f"  | {Path(name).name} {d['track_accuracy']:.3f} / {d['macro_recall']:.3f}"
     return line + ("  [best]" if is_best and has_valid else "") + f"  {m['seconds']:.0f}s"

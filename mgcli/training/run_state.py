@@ -103,12 +103,17 @@ def pretrained_weights(path: str) -> dict[str, torch.Tensor]:
 
 
 def is_better(metrics: dict, best: dict | None) -> bool:
-    """Whether an epoch beats the best so far: on valid macro recall, then track accuracy, then loss."""
+    """Whether an epoch beats the best so far: on valid macro recall, then track accuracy, then loss.
+
+    With several datasets, on the mean over them of the first two: the pooled figures follow the
+    largest dataset, and the model is judged on each collection alike.
+    """
     if best is None or "valid_macro_recall" not in metrics:  # no validation: the latest is best
         return True
 
     def rank(m: dict) -> tuple:
-        return m["valid_macro_recall"], m["valid_track_accuracy"], -m["valid_loss"]
+        return (m.get("valid_mean_macro_recall", m["valid_macro_recall"]),
+                m.get("valid_mean_track_accuracy", m["valid_track_accuracy"]), -m["valid_loss"])
 
     return rank(metrics) > rank(best)
 
