@@ -315,6 +315,7 @@ def train(
     folds: Annotated[Optional[int], typer.Option(help="Stratified k-fold: number of folds.")] = None,
     fold: Annotated[Optional[int], typer.Option(help="With --folds: the fold held out for validation.")] = None,
     valid_fraction: Annotated[float, typer.Option(help="Without a split: stratified validation share.")] = 0.2,
+    train_on_valid: Annotated[bool, typer.Option(help="Train on the valid tracks too, without validation: the final model, once the settings are chosen on valid.")] = False,
     batch_size: BatchSize = None,
     clips_per_track: Annotated[Optional[int], typer.Option(min=1, help="Random clips per track per epoch (paper: 4).")] = None,
     optimizer: OptimizerName = None,

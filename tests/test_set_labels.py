@@ -75,3 +75,10 @@ def test_training_on_two_datasets_with_a_set_label_chooses_on_each_and_evaluates
     evaluate([second], out / "last.pt", [tmp_path / "second.csv"], "valid", hop_seconds=0.5, json_out=json_out, device="cpu")
     [row] = json.loads(json_out.read_text())["track"]["sets"]
     assert row["label"] == "high|low" and row["support"] == 2 and row["recall"] == 1.0  # every answer is high or low
+    # the final model: the valid tracks train too, and nothing validates
+    final = train([first, second], tmp_path / "final", "mel-linear", MEL, [tmp_path / "first.csv", tmp_path / "second.csv"],
+                  train_on_valid=True, epochs=1, batch_size=4, warmup_epochs=0, device="cpu")
+    assert "valid_loss" not in final[-1]
+    assert load_checkpoint(tmp_path / "final" / "last.pt")["train"]["split"] == {
+        "train": sorted([f"{g}/{g}.{i:05d}.wav" for g in ("low", "high") for i in range(4)] + [f"either/e{i}.wav" for i in range(4)]),
+        "valid": []}

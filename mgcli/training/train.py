@@ -26,6 +26,7 @@ def train(
     folds: int | None = None,
     fold: int | None = None,
     valid_fraction: float = 0.2,
+    train_on_valid: bool = False,
     init_backbone: Path | None = None,
     cache: Path | None = None,
     resume: bool = False,
@@ -37,7 +38,8 @@ def train(
 
     Every dataset is decoded into its cache first (CACHE, default OUT/cache; CACHE-1, CACHE-2, ...
     for several) and split by its `split_file` (one per dataset, in order, or none), else by
-    `folds`/`fold`, its manifest or a stratified `valid_fraction`. `settings` are TrainConfig's
+    `folds`/`fold`, its manifest or a stratified `valid_fraction`; with `train_on_valid`, the valid
+    tracks train too and nothing validates (the final model of settings chosen on valid). `settings` are TrainConfig's
     fields (epochs, batch_size, lr, ...); one left None takes its default. Under torchrun the
     ranks train as one run (see `distributed`), and rank 0 alone decodes and notifies. Returns
     the per-epoch history.
@@ -51,6 +53,8 @@ def train(
         rank_notify = notify if distributed.rank() == 0 else quiet
         datasets = distributed.from_main(lambda: load_datasets(data, split_file, cache_folders(data, cache, out_dir), notify))
         split = split_datasets(datasets, folds=folds, fold=fold, valid_fraction=valid_fraction, seed=config.seed)
+        if train_on_valid:
+            split = {**split, "train": split["train"] + split["valid"], "valid": []}
         labels = labels_of(split["train"] + split["valid"])
         if not split["train"]:
             raise MgcError("the split leaves no training tracks")
