@@ -28,8 +28,9 @@ from mgcli.checkpoint import load_checkpoint
 from mgcli.torch_engine import model_from_checkpoint
 from mgcli.training.cache import read_cache
 from mgcli.training.config import TrainConfig
-from mgcli.training.datasets import apply_split_file, labels_of
-from mgcli.training.evaluate import evaluate_datasets
+from mgcli.training.datasets import apply_split_file, genres_of, labels_of
+from mgcli.training.evaluate import score_tracks
+from mgcli.training.features import track_features
 from mgcli.training.loop import fit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,9 +60,6 @@ RECIPES = {
     "finetune-mtt": ("musicnn", {"pretrained": "mtt", "head_dropout": 0.5}, dict(ADAM, epochs=10, lr=0.001, pretrained_lr_scale=0.1, weight_decay=1e-4)),
 }
 
-# The default's members: the dropout recipe from five seeds (last epochs; see weights/README.md).
-ENSEMBLE = ["finetune-dropout"] + [f"finetune-dropout-seed{seed}" for seed in range(1, 5)]
-
 
 def tracks_by_dataset(names: list[str]) -> dict[str, list]:
     """Each dataset's cached tracks, split and labelled by its split file, as `mgc train` reads them."""
@@ -71,10 +69,22 @@ def tracks_by_dataset(names: list[str]) -> dict[str, list]:
 
 
 def score_run(run: Path, datasets: dict[str, list], checkpoint: str = "best.pt") -> dict:
-    """A checkpoint's scores on each valid split, all together ("both" for two), and their mean, through predict's own path."""
+    """A checkpoint's scores on each valid split, all together ("both" for two), and their mean.
+
+    From the front end's cached output of every 3-s clip (as validation reads it; the same
+    clips as predict's path, which `benchmarks/model_card.py` takes for the shipped model).
+    """
     model = model_from_checkpoint(load_checkpoint(run / checkpoint), torch.device("cpu"))
-    report = evaluate_datasets(model, {name: [t for t in tracks if t.split == "valid"] for name, tracks in datasets.items()})
-    each = {name: summary(r) for name, r in report["datasets"].items()}
+    network = model.network.eval()
+    scored = {}
+    for name, tracks in datasets.items():
+        valid = [t for t in tracks if t.split == "valid"]
+        with torch.inference_mode():
+            logits = [network.from_front_features(f).numpy() for f in track_features(network, valid, 3.0, torch.device("cpu"))]
+        scored[name] = [(np.isin(model.labels, genres_of(t.label)), x) for t, x in zip(valid, logits)]
+    temperature = model.temperatures.get("mean_prob", 1.0)
+    report = score_tracks([s for part in scored.values() for s in part], model.labels, "mean_prob", temperature)
+    each = {name: summary(score_tracks(part, model.labels, "mean_prob", temperature)) for name, part in scored.items()}
     mean = {m: float(np.mean([e[m] for e in each.values()])) for m in ("track_accuracy", "macro_recall")}
     return each | {"both" if len(each) == 2 else "all": summary(report), "mean": mean}
 
@@ -111,36 +121,20 @@ def main() -> None:
     for name in args.only or RECIPES:
         if name in results and not args.redo:
             continue
-        if name == "ensemble":
-            results[name] = ensemble_row(ENSEMBLE, datasets, runs)
-        else:
-            model, overrides, settings = RECIPES[name]
-            config = TrainConfig(**settings)
-            history = fit(model, train, valid, labels, runs / name, config, overrides, "cpu", resume=True)
-            best = next(m for m in history if m["epoch"] == load_checkpoint(runs / name / "best.pt")["train"]["epoch"] + 1)
-            results[name] = {
-                "model": model, "settings": overrides, "train": asdict(config), "best_epoch": best["epoch"],
-                "valid": score_run(runs / name, datasets),
-                "valid_last": score_run(runs / name, datasets, "last.pt"),
-                "curve": [m.get("valid_by_dataset") or (m["valid_track_accuracy"], m["valid_macro_recall"]) for m in history],
-            }
+        model, overrides, settings = RECIPES[name]
+        config = TrainConfig(**settings)
+        history = fit(model, train, valid, labels, runs / name, config, overrides, "cpu", resume=True)
+        best = next(m for m in history if m["epoch"] == load_checkpoint(runs / name / "best.pt")["train"]["epoch"] + 1)
+        results[name] = {
+            "model": model, "settings": overrides, "train": asdict(config), "best_epoch": best["epoch"],
+            "valid": score_run(runs / name, datasets),
+            "valid_last": score_run(runs / name, datasets, "last.pt"),
+            "curve": [m.get("valid_by_dataset") or (m["valid_track_accuracy"], m["valid_macro_recall"]) for m in history],
+        }
         results_file.write_text(json.dumps(results, indent=1) + "\n")
-        scores = results[name].get("valid", results[name]["valid_last"])
+        scores = results[name]["valid"]
         print(f"{name}: " + "  ".join(f"{d} {scores[d]['track_accuracy']:.3f} / {scores[d]['macro_recall']:.3f}"
                                        for d in (*datasets, together, "mean")) + " (accuracy / macro recall)", flush=True)
-
-
-def ensemble_row(members: list[str], datasets: dict[str, list], runs: Path) -> dict:
-    """The ensemble of the members' last epochs (one shared front end), scored like the recipes."""
-    from mgcli.checkpoint import make_checkpoint, save_checkpoint
-    from mgcli.models.musicnn import ensemble_of
-
-    checkpoints = [load_checkpoint(runs / name / "last.pt") for name in members]
-    networks = [model_from_checkpoint(c, torch.device("cpu")).network for c in checkpoints]
-    run = runs / "ensemble"
-    save_checkpoint(make_checkpoint("musicnn-ensemble", ensemble_of(networks), checkpoints[0]["labels"]), run / "last.pt")
-    scores = score_run(run, datasets, "last.pt")
-    return {"model": "musicnn-ensemble", "members": members, "valid_last": scores}
 
 
 if __name__ == "__main__":

@@ -95,7 +95,14 @@ class FeatureSource:
         self.module: nn.Module = FromFrontFeatures(network)
         self.network, self.labels, self.config, self.device = network, labels, config, device
         self.plan: list[tuple[int, int]] = []  # (track, clip) of every training clip of the epoch, in order
-        self.batches = self.rank_batches = self
+
+    # One process: its batches are this rank's. Properties, not attributes holding self: such a
+    # cycle kept every finished run's features (7 GB for three datasets) until a garbage collection.
+    @property
+    def batches(self) -> FeatureSource:
+        return self
+
+    rank_batches = batches
 
     def set_epoch(self, epoch: int) -> None:
         rng = np.random.default_rng(epoch_seed(self.config.seed, epoch))
