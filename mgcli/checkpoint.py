@@ -25,7 +25,7 @@ from torch import nn
 
 from . import MgcError, first_line
 from .audio import SAMPLE_RATE
-from .files import check_output_file, write_atomic
+from .files import check_outputs, write_atomic
 from .models import build
 from .models.musicnn import ensemble_of
 from .novelty import NoveltyScale
@@ -137,7 +137,7 @@ def ensemble_checkpoint(paths: list[str | Path]) -> dict:
 
 def ensemble(members: list[str | Path], out_file: str | Path) -> dict:
     """`mgc ensemble`: write the musicnn-ensemble checkpoint of `members` (see `ensemble_checkpoint`) to `out_file`."""
-    check_output_file(out_file)
+    check_outputs([out_file], members)
     checkpoint = ensemble_checkpoint(members)
     save_checkpoint(checkpoint, out_file)
     return checkpoint

@@ -64,17 +64,23 @@ Cache = Annotated[Optional[Path], typer.Option(help="Where to cache decoded audi
 
 
 class _Terminated(BaseException):
-    """SIGTERM, raised where the program is, so that it ends as after Ctrl-C: outputs closed, nothing torn."""
+    """SIGTERM or SIGHUP, raised where the program is, so that it ends as after Ctrl-C: outputs closed, nothing torn."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
 
 
 def _terminate(signum: int, frame) -> None:
-    raise _Terminated
+    raise _Terminated(signum)
+
+
+ENDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # a kill, a closed terminal
 
 
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2 (1 for an audio file that
-    cannot be decoded, as in a batch run), never a traceback. Ctrl-C exits 130, SIGTERM 143."""
-    on_sigterm = signal.signal(signal.SIGTERM, _terminate)
+    cannot be decoded, as in a batch run), never a traceback. Ctrl-C exits 130, SIGTERM 143, SIGHUP 129."""
+    previous = {signum: signal.signal(signum, _terminate) for signum in ENDING_SIGNALS}
     try:
         with _without_c_chatter():
             app()
@@ -87,11 +93,12 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
-    except _Terminated:
+    except _Terminated as ended:
         err.print("terminated")
-        sys.exit(128 + signal.SIGTERM)
+        sys.exit(128 + ended.signum)
     finally:
-        signal.signal(signal.SIGTERM, on_sigterm)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 @contextlib.contextmanager

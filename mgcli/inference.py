@@ -95,6 +95,13 @@ def load_model(weights: str | Path | None = None, device: str = "auto", engine: 
     return load_torch_model(path, device)
 
 
+def model_files(weights: str | Path) -> list[Path]:
+    """The files a model is read from: its checkpoint or ONNX file and the ONNX twin beside it
+    (X.onnx beside X.pt), which the engine may run instead (onnx_engine.load_twin). No output may be one."""
+    path = Path(weights)
+    return [path, path.with_suffix(".onnx")]
+
+
 def _cpu_only(device: str) -> bool:
     """Whether `device` means the CPU here: "cpu", or "auto" on a machine with no visible NVIDIA GPU.
 

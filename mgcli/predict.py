@@ -9,6 +9,7 @@ show progress. A file that fails is a result with an error, never the end of the
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -18,10 +19,11 @@ from . import MgcError, inference
 from .audio import DEFAULT_HOP_SECONDS, SAMPLE_RATE
 from .catalogue import find_audio, parse_shard, shard_files
 from .clips import hop_samples
-from .files import check_output_file, check_outputs_apart
-from .inference import Model, TrackResult, check_aggregation, classify_files, load_model
+from .files import check_outputs
+from .inference import Model, TrackResult, check_aggregation, classify_files, load_model, model_files
+from .shipped import DEFAULT_TAGGER, default_weights
 from .tags import load_tagger, tag_files
-from .writers import CsvWriter, TimelineCsvWriter, earlier_records, result_dict, tags_dict, write_json
+from .writers import CsvWriter, JsonWriter, TimelineCsvWriter, earlier_records, result_dict, tags_dict
 
 
 @dataclass
@@ -68,7 +70,9 @@ def predict_paths(
         raise MgcError(f"--unknown-above must be a novelty from 0 to 1, not {unknown_above:g}")
     if timeline_csv and skip_existing:
         raise MgcError("--timeline-csv cannot resume; leave out --skip-existing or write the timeline in a run of its own")
-    files = _files(paths, weights, hop_seconds, (csv, json_out, timeline_csv, timeline_png), shard)
+    if skip_existing and overwrite:
+        raise MgcError("--skip-existing keeps the CSV's rows and --overwrite replaces them: pass one of them")
+    files = _files(paths, weights or default_weights(), hop_seconds, (csv, json_out, timeline_csv, timeline_png), shard)
     if timeline_png:
         from .explain.plot import draw_timeline, require_matplotlib
 
@@ -82,14 +86,19 @@ def predict_paths(
     if unknown_above is not None and model.novelty is None:
         raise MgcError(f"{weights or 'the default'}: gives no novelty score, so --unknown-above cannot apply "
                        "(a musicnn that keeps its tagger, calibrated with `mgc calibrate`, gives one)")
-    rows = CsvWriter(csv, model.labels, skip_existing, overwrite, novelty=True, unknown_above=unknown_above) if csv else None
-    try:
-        clip_rows = TimelineCsvWriter(timeline_csv, model.labels, overwrite) if timeline_csv else None
-    except BaseException:
-        if rows:
-            rows.close()
-        raise
-    todo = [f for f in files if rows is None or not rows.is_done(f)]
+    with contextlib.ExitStack() as opening:  # a writer that fails to open closes those opened before it
+        rows = opening.enter_context(contextlib.closing(CsvWriter(
+            csv, model.labels, skip_existing, overwrite, novelty=True, unknown_above=unknown_above, retried=files
+        ))) if csv else None
+        clip_rows = opening.enter_context(contextlib.closing(
+            TimelineCsvWriter(timeline_csv, model.labels, overwrite)
+        )) if timeline_csv else None
+        todo = [f for f in files if not (rows and rows.is_done(f))]
+        tagged_now = {os.path.realpath(f) for f in todo}
+        records = opening.enter_context(contextlib.closing(JsonWriter(
+            json_out, [r for r in earlier if os.path.realpath(r["path"]) not in tagged_now]
+        ))) if json_out else None
+        writers = opening.pop_all()
 
     def clips_of(result: TrackResult) -> list[dict]:
         return inference.timeline(
@@ -97,28 +106,21 @@ def predict_paths(
         )
 
     def results() -> Iterator[TrackResult]:
-        done = []
-        try:
+        first = None
+        with writers:
             for result in classify_files(model, todo, hop_seconds, aggregation, batch_size):
+                if records:  # before its row: a file the CSV has finished is in the JSON too, however the run ends
+                    records.write(result_dict(
+                        result, model.labels, top_k, clips_of(result) if timeline and not result.error else None, unknown_above
+                    ))
                 if rows:
                     rows.write(result)
                 if clip_rows and not result.error:
                     clip_rows.write(result.path, clips_of(result))
-                done.append(result)
+                first = first or result
                 yield result
-        finally:
-            for writer in (rows, clip_rows):
-                if writer:
-                    writer.close()
-        if json_out:
-            tagged_now = {os.path.realpath(f) for f in todo}
-            kept = [r for r in earlier if os.path.realpath(r["path"]) not in tagged_now]
-            write_json(json_out, kept + [
-                result_dict(r, model.labels, top_k, clips_of(r) if timeline and not r.error else None, unknown_above)
-                for r in done
-            ])
-        if timeline_png and done and not done[0].error:
-            draw_timeline(timeline_png, clips_of(done[0]), model.labels, Path(done[0].path).name)
+        if timeline_png and first and not first.error:
+            draw_timeline(timeline_png, clips_of(first), model.labels, Path(first.path).name)
 
     return Run(model, files, todo, results(), clips_of)
 
@@ -135,39 +137,37 @@ def tag_paths(
     engine: str = "auto",
 ) -> Run:
     """musicnn's tags of the audio files in `paths`, written to `csv` and `json_out` (see `predict_paths`)."""
-    files = _files(paths, weights, hop_seconds, (csv, json_out), None)
+    files = _files(paths, weights or DEFAULT_TAGGER, hop_seconds, (csv, json_out), None)
     model = load_tagger(weights, device, engine)
-    rows = CsvWriter(csv, model.labels, overwrite=overwrite, top="tag") if csv else None
+    with contextlib.ExitStack() as opening:  # a writer that fails to open closes the one opened before it
+        rows = opening.enter_context(contextlib.closing(
+            CsvWriter(csv, model.labels, overwrite=overwrite, top="tag")
+        )) if csv else None
+        records = opening.enter_context(contextlib.closing(JsonWriter(json_out))) if json_out else None
+        writers = opening.pop_all()
 
     def results() -> Iterator[TrackResult]:
-        done = []
-        try:
+        with writers:
             for result in tag_files(model, files, hop_seconds, batch_size):
+                if records:
+                    records.write(tags_dict(result, model.labels))
                 if rows:
                     rows.write(result)
-                done.append(result)
                 yield result
-        finally:
-            if rows:
-                rows.close()
-        if json_out:
-            write_json(json_out, [tags_dict(r, model.labels) for r in done])
 
     return Run(model, files, files, results())
 
 
 def _files(
-    paths: Iterable[str | Path], weights: str | Path | None, hop_seconds: float, outputs: tuple, shard: str | None
+    paths: Iterable[str | Path], weights: str | Path, hop_seconds: float, outputs: tuple, shard: str | None
 ) -> list[Path]:
-    """The audio files to run on, once the hop and every output are known to be good (and apart from the inputs)."""
+    """The audio files to run on, once the hop and every output are known to be good (and apart from
+    the inputs: the files and the model's, `weights` and its twin)."""
     paths = list(paths)
     hop_samples(hop_seconds)  # these refuse bad input now, not after hours of tagging
-    for output in outputs:
-        if output:
-            check_output_file(output)
     shard_index, shard_count = parse_shard(shard) if shard else (0, 1)
     files = find_audio(paths)
     if not files:
         raise MgcError("no audio files found in " + ", ".join(map(str, paths)))
-    check_outputs_apart(outputs, [*files, *([weights] if weights else [])])
+    check_outputs(outputs, [*files, *model_files(weights)])
     return shard_files(files, paths, shard_index, shard_count)

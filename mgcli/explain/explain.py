@@ -23,9 +23,10 @@ from .. import MgcError
 from ..audio import SAMPLE_RATE, load
 from ..calibration import calibrate
 from ..clips import cut_clips
-from ..files import check_output_file, check_outputs_apart
-from ..inference import aggregate, load_model, timeline, track_outputs
+from ..files import check_outputs
+from ..inference import aggregate, load_model, model_files, timeline, track_outputs
 from ..models.base import TIME_BY_BANDS, WAVEFORM, ExplainedInput, FeatureMap
+from ..shipped import default_weights
 from ..torch_engine import GenreModel
 from .plot import draw_explanation, require_matplotlib
 from .results import Explanation, InputExplanation
@@ -196,8 +197,7 @@ def explain(
 ) -> Explanation:
     """`mgc explain`: `explain_file` drawn as a PNG (needs mgcli[plot])."""
     require_matplotlib()
-    check_output_file(out_png)
-    check_outputs_apart([out_png], [file, *([weights] if weights else [])])
+    check_outputs([out_png], [file, *model_files(weights or default_weights())])
     explanation = explain_file(load_model(weights, device, engine="torch"), file, label, steps)
     draw_explanation(out_png, explanation)
     return explanation

@@ -14,7 +14,7 @@ from ..audio import DEFAULT_HOP_SECONDS
 from ..calibration import calibration_report, fit_temperature
 from ..checkpoint import load_checkpoint, novelty_of, save_checkpoint, temperatures_of
 from ..clips import hop_samples
-from ..files import check_output_file
+from ..files import check_outputs
 from ..inference import AGGREGATIONS, aggregate
 from ..novelty import NOVELTY_THRESHOLD, fit_novelty
 from ..shipped import WEIGHTS_DIR
@@ -46,7 +46,8 @@ def calibrate(
     or none), "tracks", "failed": [(path, error)]}.
     """
     out_file = Path(out_file or weights)
-    check_output_file(out_file)
+    # The checkpoint itself may be written over: that is the default, and atomic.
+    check_outputs([out_file], [Path(weights).with_suffix(".onnx"), *([copy_from] if copy_from else []), *data, *split_file])
     if copy_from is None and not data:
         raise MgcError("give --data (and --split-file) to fit the temperatures on, or --copy-from a calibrated checkpoint")
     if copy_from is not None and data:

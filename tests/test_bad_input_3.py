@@ -1,0 +1,164 @@
+"""Bad input, round three (issue 30): no output over an input, nothing lost on interrupt, no traceback left.
+
+As in test_bad_input_2.py: each case checks the exit code (0 done, 1 some files failed, 2 refused),
+that stderr holds no traceback and names the problem in one line, and that nothing already written
+is lost. Numbers are the issue's items. Audio is made on the fly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import write_tone
+from test_bad_input import refused, weights  # noqa: F401 (weights: a fixture)
+from test_bad_input_2 import litter
+from test_cli import mgc, read_rows
+
+from mgcli.checkpoint import load_checkpoint, save_checkpoint
+from mgcli.shipped import WEIGHTS_DIR
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+# ---------------------------------------------------------------- 1. outputs through symlinks, devices and pipes
+
+
+def read_fifo_in_background(fifo: Path) -> list[bytes]:
+    """What a reader of `fifo` receives, filled in by a thread of its own."""
+    received: list[bytes] = []
+
+    def read() -> None:
+        with open(fifo, "rb") as f:
+            received.append(f.read())
+
+    threading.Thread(target=read, daemon=True).start()
+    return received
+
+
+def test_an_output_through_a_symlink_is_written_into_its_target_and_a_pipe_in_place(capsys, weights, tmp_path):
+    song = write_tone(tmp_path / "song.wav", 440, 1.0)
+    for name in ("json", "csv", "pt"):
+        (tmp_path / f"link.{name}").symlink_to(f"target.{name}")
+    out = ["--json", tmp_path / "link.json", "--csv", tmp_path / "link.csv"]
+    assert mgc(capsys, "predict", song, "--weights", weights, *out)[0] == 0
+    code, _, err = mgc(capsys, "predict", song, "--weights", weights, *out, "--skip-existing")
+    assert code == 0 and "skipping 1 files already in" in err, err  # the link's target is the CSV resumed
+    assert (tmp_path / "link.json").is_symlink() and (tmp_path / "link.csv").is_symlink()
+    assert [r["path"] for r in json.loads((tmp_path / "target.json").read_text())] == [str(song)]
+    assert [row["path"] for row in read_rows(tmp_path / "target.csv")] == [str(song)]
+    save_checkpoint(load_checkpoint(weights), tmp_path / "link.pt")
+    assert (tmp_path / "link.pt").is_symlink() and load_checkpoint(tmp_path / "target.pt")
+
+    fifo = tmp_path / "pipe.json"
+    os.mkfifo(fifo)
+    received = read_fifo_in_background(fifo)
+    try:
+        code, _, err = mgc(capsys, "predict", song, "--weights", weights, "--json", fifo, "--csv", "/dev/null")
+    finally:
+        with contextlib.suppress(OSError):  # a run refused before writing: free the reader
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    assert code == 0 and "Traceback" not in err, err
+    time.sleep(0.2)
+    assert [r["path"] for r in json.loads(received[0])] == [str(song)]
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    assert not litter(tmp_path)
+
+
+# ---------------------------------------------------------------- 2. an output over the model's ONNX twin
+
+
+def test_an_output_over_the_onnx_twin_of_the_weights_is_refused(capsys, weights, tmp_path, monkeypatch):
+    song = write_tone(tmp_path / "song.wav", 440, 1.0)
+    checkpoint, twin = tmp_path / "tw.pt", tmp_path / "tw.onnx"
+    shutil.copy(weights, checkpoint)
+    twin.write_bytes(b"the twin")
+    for args in (
+        ["predict", song, "--weights", checkpoint, "--json", twin],
+        ["predict", song, "--weights", checkpoint, "--csv", twin, "--overwrite"],
+        ["evaluate", "--data", tmp_path, "--weights", checkpoint, "--json", twin],
+        ["explain", song, "--weights", checkpoint, "--out", twin],
+        ["calibrate", checkpoint, "--copy-from", checkpoint, "--out", twin],
+    ):
+        refused(mgc(capsys, *args), f"{twin}: is also an input of this run")
+    # the shipped weights, read when no --weights is given (copies here: the real ones stay untouched)
+    monkeypatch.setattr("mgcli.predict.default_weights", lambda: checkpoint)
+    refused(mgc(capsys, "predict", song, "--json", twin), f"{twin}: is also an input of this run")
+    tagger = tmp_path / "msd.pt"
+    shutil.copy(WEIGHTS_DIR / "musicnn-msd.pt", tagger)
+    shutil.copy(WEIGHTS_DIR / "musicnn-msd.onnx", tmp_path / "msd.onnx")
+    monkeypatch.setattr("mgcli.predict.DEFAULT_TAGGER", tagger)
+    refused(mgc(capsys, "tags", song, "--json", tmp_path / "msd.onnx"), "msd.onnx: is also an input of this run")
+    assert twin.read_bytes() == b"the twin"
+    assert (tmp_path / "msd.onnx").read_bytes() == (WEIGHTS_DIR / "musicnn-msd.onnx").read_bytes()
+
+
+# ---------------------------------------------------------------- 3, 4. export and ensemble over their input
+
+
+def test_export_and_ensemble_refuse_to_write_over_their_input(capsys, weights, tmp_path):
+    checkpoint = tmp_path / "best.pt"
+    shutil.copy(weights, checkpoint)
+    result = mgc(capsys, "export", checkpoint, "--format", "onnx", "--out", tmp_path / "." / "best.pt")
+    refused(result, "best.pt: is also an input of this run")
+    shutil.copy(weights, tmp_path / "a.pt")
+    refused(mgc(capsys, "ensemble", tmp_path / "a.pt", checkpoint, "--out", checkpoint), f"{checkpoint}: is also an input of this run")
+    assert checkpoint.read_bytes() == weights.read_bytes()
+
+
+# ---------------------------------------------------------------- 5. an interrupted run keeps its JSON
+
+
+@pytest.mark.parametrize("ending", [signal.SIGTERM, signal.SIGHUP, signal.SIGKILL])
+def test_an_interrupted_run_keeps_every_finished_file_in_its_json(capsys, weights, tmp_path, ending):
+    songs = [write_tone(tmp_path / "d" / f"s{i:02d}.wav", 300 + 50 * i, 4.0) for i in range(30)]
+    csv, out = tmp_path / "x.csv", tmp_path / "x.json"
+    outputs = ["--csv", csv, "--json", out]
+    command = [sys.executable, "-m", "mgcli", "predict", tmp_path / "d", "--weights", weights, *outputs, "--device", "cpu"]
+    process = subprocess.Popen(list(map(str, command)), stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while (not csv.exists() or len(read_rows(csv)) < 2) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(ending)
+    _, err = process.communicate(timeout=60)
+    assert "Traceback" not in err, err
+    finished = [row["path"] for row in read_rows(csv)]
+    assert 2 <= len(finished) < len(songs)
+    if ending != signal.SIGKILL:  # ended as Ctrl-C ends it: the JSON is whole, the lock gone
+        assert process.returncode == 128 + ending, err
+        assert [r["path"] for r in json.loads(out.read_text())] == finished
+        assert not litter(tmp_path)
+    code, _, err = mgc(capsys, "predict", tmp_path / "d", "--weights", weights, *outputs, "--skip-existing")
+    assert code == 0 and f"skipping {len(finished)} files" in err, err
+    records = json.loads(out.read_text())
+    assert sorted(r["path"] for r in records) == list(map(str, songs)) and all(r["genre"] for r in records)
+
+
+# ---------------------------------------------------------------- 6. --skip-existing keeps other files' rows
+
+
+def test_a_resume_keeps_the_failed_rows_of_files_outside_the_run(capsys, weights, tmp_path):
+    music = tmp_path / "d"
+    song = write_tone(music / "one.wav", 440, 1.0)
+    (music / "bad.wav").write_text("not audio")
+    csv = tmp_path / "folder.csv"
+    assert mgc(capsys, "predict", music, "--weights", weights, "--csv", csv)[0] == 1
+    before = read_rows(csv)
+    assert [bool(row["error"]) for row in before] == [True, False]
+    assert mgc(capsys, "predict", song, "--weights", weights, "--csv", csv, "--skip-existing")[0] == 0
+    assert read_rows(csv) == before  # bad.wav's row stays: this run did not try it
+    assert mgc(capsys, "predict", music, "--weights", weights, "--csv", csv, "--skip-existing")[0] == 1
+    assert read_rows(csv) == before[1:] + before[:1]  # tried again: its row replaced, not doubled
+    refused(mgc(capsys, "predict", song, "--weights", weights, "--csv", csv, "--skip-existing", "--overwrite"),
+            "--skip-existing keeps the CSV's rows and --overwrite replaces them: pass one of them")
+    assert read_rows(csv) == before[1:] + before[:1]
