@@ -4,7 +4,9 @@ at a time."""
 
 from __future__ import annotations
 
+import csv
 import fcntl
+import io
 import os
 import tempfile
 import uuid
@@ -57,6 +59,25 @@ def write_text_atomic(path: str | Path, text: str) -> None:
 def encode(text: str) -> bytes:
     """Text as the bytes to write: UTF-8, with file names that are not UTF-8 written back as the bytes they are."""
     return text.encode("utf-8", "surrogateescape")
+
+
+def read_csv_rows(path: str | Path, errors: str = "strict") -> list[list[str]]:
+    """A CSV file's rows, blank lines left out. Text that is not UTF-8 (with `errors="strict"`), a NUL
+    byte or a field over the csv module's limit (128 KiB) is refused in one line that names its line."""
+    data = Path(path).read_bytes()
+    try:
+        text = data.decode("utf-8", errors)
+    except UnicodeDecodeError as error:
+        line = data[: error.start].count(b"\n") + 1
+        raise MgcError(f"{path}: line {line} is not UTF-8 text; save the file as UTF-8") from None
+    if "\x00" in text:  # no path or label holds one, and os calls refuse it
+        line = text[: text.index("\x00")].count("\n") + 1
+        raise MgcError(f"{path}: line {line} holds a NUL byte, so it is no CSV text mgc reads")
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        return [row for row in reader if row]
+    except csv.Error as error:
+        raise MgcError(f"{path}: line {reader.line_num} is no CSV text mgc reads ({error})") from None
 
 
 def save_npy_atomic(path: str | Path, array: np.ndarray) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import MgcError, first_line
-from .files import AppendedFile, OutputLock
+from .files import AppendedFile, OutputLock, read_csv_rows
 from .inference import TrackResult, genre_of, top_k
 
 
@@ -68,8 +68,7 @@ class CsvWriter:
 
         An empty file (a run stopped before its header was written) has none.
         """
-        with open(self.path, newline="", encoding="utf-8", errors="surrogateescape") as f:
-            rows = list(csv.reader(f))
+        rows = read_csv_rows(self.path, errors="surrogateescape")  # names that are not UTF-8 are their bytes
         if not rows:
             return []
         older = [self.header[:width] for width in range(self.header.index("warning"), len(self.header))]

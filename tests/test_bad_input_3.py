@@ -162,3 +162,55 @@ def test_a_resume_keeps_the_failed_rows_of_files_outside_the_run(capsys, weights
     refused(mgc(capsys, "predict", song, "--weights", weights, "--csv", csv, "--skip-existing", "--overwrite"),
             "--skip-existing keeps the CSV's rows and --overwrite replaces them: pass one of them")
     assert read_rows(csv) == before[1:] + before[:1]
+
+
+# ---------------------------------------------------------------- 11. a damaged or unfinished cache
+
+
+def test_a_damaged_or_unfinished_cache_is_refused_in_one_line_and_preprocess_mends_it(capsys, weights, tone_dataset, tmp_path):
+    from mgcli.training.cache import preprocess
+    from mgcli.training.datasets import find_tracks
+
+    cache = tmp_path / "cache"
+    tracks = find_tracks(tone_dataset)
+
+    def interrupt(done: int, total: int) -> None:
+        if done == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        preprocess(tracks, cache, interrupt)
+    for command in (["evaluate", "--data", cache, "--weights", weights], ["train", "--data", cache, "--out", tmp_path / "run"]):
+        refused(mgc(capsys, *command), f"{cache}: an interrupted preprocess left it incomplete (3 tracks so far)")
+    assert mgc(capsys, "preprocess", tone_dataset, "--out", cache)[0] == 0
+    [gone, cut, *_] = sorted((cache / "audio").iterdir())
+    gone.unlink()
+    cut.write_bytes(cut.read_bytes()[:-100])
+    line = refused(mgc(capsys, "evaluate", "--data", cache, "--weights", weights), "is missing or damaged")
+    assert line.startswith(f"error: {cache}: the decoded audio of 2 tracks is missing or damaged")
+    assert mgc(capsys, "preprocess", tone_dataset, "--out", cache)[0] == 0  # decodes those two anew
+    assert mgc(capsys, "evaluate", "--data", cache, "--weights", weights, "--hop", "1")[0] == 0
+
+
+# ---------------------------------------------------------------- 12, 13. CSV files that are no UTF-8 CSV text
+
+
+def test_a_manifest_or_resumed_csv_that_is_no_utf8_csv_text_is_refused_in_one_line(capsys, weights, tone_dataset, tmp_path):
+    low = tone_dataset / "low" / "low.00000.wav"
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_bytes(f"path,label\n{low},low\n{low},électro\n".encode("latin-1"))
+    refused(mgc(capsys, "evaluate", "--data", manifest, "--weights", weights), f"{manifest}: line 3 is not UTF-8 text; save the file as UTF-8")
+    manifest.write_text("path,label\n")
+    refused(mgc(capsys, "evaluate", "--data", manifest, "--weights", weights), f"{manifest}: a manifest with a header and no rows names no tracks")
+    split_file = tmp_path / "splits.csv"
+    split_file.write_bytes(b"path,split\nlow/low.00000.wav,test\x00\n")
+    refused(mgc(capsys, "evaluate", "--data", tone_dataset, "--weights", weights, "--split-file", split_file),
+            f"{split_file}: line 2 holds a NUL byte, so it is no CSV text mgc reads")
+    csv = tmp_path / "x.csv"
+    assert mgc(capsys, "predict", low, "--weights", weights, "--csv", csv)[0] == 0
+    finished = csv.read_bytes()
+    for damage in (b"\x00", b'"' + b"x" * 200_000 + b'"'):
+        csv.write_bytes(finished + damage + b"\n")
+        result = mgc(capsys, "predict", low, "--weights", weights, "--csv", csv, "--skip-existing")
+        refused(result, "no CSV text mgc reads")
+        assert csv.read_bytes() == finished + damage + b"\n"

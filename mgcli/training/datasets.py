@@ -6,7 +6,6 @@ A dataset is a folder-per-genre tree (`DATA/<genre>/*.wav`), a CSV manifest
 
 from __future__ import annotations
 
-import csv
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -16,7 +15,7 @@ import numpy as np
 
 from .. import MgcError
 from ..catalogue import find_audio
-from ..files import check_output_folder
+from ..files import check_output_folder, read_csv_rows
 from .cache import CacheReport, Track, preprocess, read_cache
 
 SPLITS = ("train", "valid", "test")
@@ -40,17 +39,25 @@ def find_tracks(data: str | Path) -> list[Track]:
     return tracks
 
 
+def _read_records(path: Path, columns: tuple[str, ...], what: str) -> list[dict[str, str]]:
+    """The rows of a CSV file with a header naming `columns` (among others), as dicts ("" for a
+    missing cell); `what` the file is, for the one-line refusals."""
+    header, *rows = read_csv_rows(path) or [[]]
+    if not set(columns) <= set(header):
+        raise MgcError(f"{path}: {what} needs a header with columns {','.join(columns)}")
+    if not rows:
+        raise MgcError(f"{path}: {what} with a header and no rows names no tracks")
+    return [dict(zip(header, row + [""] * (len(header) - len(row)))) for row in rows]
+
+
 def _read_manifest(manifest: Path) -> list[Track]:
-    with open(manifest, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows or not {"path", "label"} <= set(rows[0]):
-        raise MgcError(f"{manifest}: a manifest needs a header with columns path,label[,split]")
+    rows = _read_records(manifest, ("path", "label"), "a manifest")
     tracks = []
     for line, row in enumerate(rows, start=2):
         split = (row.get("split") or "").strip()
         if split and split not in SPLITS:
             raise MgcError(f"{manifest}: unknown split {split!r} (use {', '.join(SPLITS)})")
-        label = (row["label"] or "").strip()  # csv gives None for a short row
+        label = row["label"].strip()
         if not label:
             raise MgcError(f"{manifest}: line {line} has no label")
         path = manifest.parent / row["path"]
@@ -77,11 +84,8 @@ def read_split_file(split_file: str | Path) -> dict[str, str]:
     """A split file's rows: path -> split."""
     if not Path(split_file).is_file():
         raise MgcError(f"{split_file}: no such split file")
-    with open(split_file, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows or not {"path", "split"} <= set(rows[0]):
-        raise MgcError(f"{split_file}: a split file needs columns path,split")
-    entries = [(row["path"], (row["split"] or "").strip()) for row in rows]  # csv gives None for a short row
+    rows = _read_records(Path(split_file), ("path", "split"), "a split file")
+    entries = [(row["path"], row["split"].strip()) for row in rows]
     _refuse_conflicts(Path(split_file), entries)
     return dict(entries)
 
