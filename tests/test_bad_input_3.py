@@ -214,3 +214,22 @@ def test_a_manifest_or_resumed_csv_that_is_no_utf8_csv_text_is_refused_in_one_li
         result = mgc(capsys, "predict", low, "--weights", weights, "--csv", csv, "--skip-existing")
         refused(result, "no CSV text mgc reads")
         assert csv.read_bytes() == finished + damage + b"\n"
+
+
+# ---------------------------------------------------------------- 14. model settings of the wrong type or size
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("n_mels={", "model resnet-mel: n_mels must be a whole number from 1 to 1,048,576, not '{'"),
+    ("n_mels=-5", "n_mels must be a whole number from 1 to 1,048,576, not -5"),
+    ("n_mels=100000000", "n_mels must be a whole number from 1 to 1,048,576, not 100000000"),
+    ("n_mels=100000", "a mel filterbank of 100,000 bands by 257 frequencies is too large to build"),
+    ("fc_hidden=160000", "these settings make a network of 422,579,555 numbers, more than the 400,000,000 mgc builds"),
+    ("dropout=1.5", "these settings make no network (dropout probability has to be between 0 and 1, but got 1.5)"),
+    ("spp=1", "spp must be true or false, not 1"),
+])
+def test_model_settings_are_checked_against_their_types_and_sizes_before_anything_is_built(capsys, tmp_path, setting, message):
+    # No dataset: the settings are refused before it is looked for.
+    result = mgc(capsys, "train", "--data", tmp_path / "none", "--out", tmp_path / "run", "--model", "resnet-mel", "--set", setting)
+    refused(result, message)
+    assert not (tmp_path / "run").exists()
