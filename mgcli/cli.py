@@ -34,8 +34,42 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+class _Stdout(io.TextIOBase):
+    """Standard output as `out` writes it (whatever sys.stdout is then: a test captures it). It is an
+    output too: a write that fails (`> /dev/full`, a closed pipe) ends the run in one line, exit 2, and
+    descriptor 1 goes to /dev/null, so that nothing is tried there again as Python exits."""
+
+    def write(self, text: str) -> int:
+        return self._tried(lambda: sys.stdout.write(text))
+
+    def flush(self) -> None:
+        self._tried(sys.stdout.flush)
+
+    def isatty(self) -> bool:
+        return sys.stdout.isatty()
+
+    def fileno(self) -> int:
+        return sys.stdout.fileno()
+
+    @property
+    def encoding(self) -> str:
+        return sys.stdout.encoding
+
+    def _tried(self, write):
+        try:
+            return write()
+        except OSError as error:
+            with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                os.close(devnull)
+            raise MgcError(f"standard output: cannot write it ({error.strerror or error})") from None
+
+
 # markup=False: what these print (file names, labels, messages) is text; "Björk [live].ogg" is no Rich markup.
-out = Console(soft_wrap=True, markup=False)
+out = Console(file=_Stdout(), soft_wrap=True, markup=False)
 err = Console(stderr=True, soft_wrap=True, markup=False)
 
 Device = Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")]

@@ -233,3 +233,48 @@ def test_model_settings_are_checked_against_their_types_and_sizes_before_anythin
     result = mgc(capsys, "train", "--data", tmp_path / "none", "--out", tmp_path / "run", "--model", "resnet-mel", "--set", setting)
     refused(result, message)
     assert not (tmp_path / "run").exists()
+
+
+# ---------------------------------------------------------------- 15, 16, 27. explain's steps, inspect's start
+
+
+def test_explain_steps_and_inspect_start_are_refused_before_any_work_or_file(capsys, weights, tmp_path):
+    song = write_tone(tmp_path / "song.wav", 440, 1.0)
+    result = mgc(capsys, "explain", song, "--weights", weights, "--steps", "1000000", "--out", tmp_path / "why.png")
+    refused(result, "--steps must be 1 to 1,024, not 1,000,000")
+    for start, message in (("nan", "--start must be a number of seconds, at least 0, not nan"),
+                           ("-1", "--start must be a number of seconds, at least 0, not -1.0"),
+                           ("1000", "--start 1000.0 s is outside")):
+        result = mgc(capsys, "inspect", weights, "--out", tmp_path / "drawn", "--audio", song, "--start", start)
+        refused(result, message)
+    assert not (tmp_path / "why.png").exists() and not list((tmp_path / "drawn").glob("*.png"))
+
+
+# ---------------------------------------------------------------- 17. standard output is an output
+
+
+def test_a_full_standard_output_ends_the_run_in_one_line(weights, tmp_path):
+    song = write_tone(tmp_path / "song.wav", 440, 1.0)
+    command = [sys.executable, "-m", "mgcli", "predict", str(song), "--weights", str(weights), "--device", "cpu"]
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(command, stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert result.returncode == 2 and result.stderr == "error: standard output: cannot write it (No space left on device)\n", result.stderr
+
+
+# ---------------------------------------------------------------- 18. a folder nested 1,000 deep
+
+
+def test_a_folder_nested_a_thousand_deep_is_searched(capsys, weights, tmp_path):
+    deep = tmp_path / "d"
+    deep.mkdir()
+    for _ in range(1000):
+        deep = deep / "d"
+        deep.mkdir()  # one level at a time: Path.mkdir(parents=True) recurses too
+    song = write_tone(tmp_path / "song.wav", 440, 1.0).rename(deep / "song.wav")  # libsndfile opens no path this long
+    try:
+        code, _, err = mgc(capsys, "predict", tmp_path / "d", "--weights", weights, "--csv", tmp_path / "x.csv")
+    finally:
+        subprocess.run(["rm", "-rf", str(tmp_path / "d")], check=True)  # shutil.rmtree recurses too, in pytest's cleanup
+    assert "Traceback" not in err, err
+    [row] = read_rows(tmp_path / "x.csv")
+    assert row["path"] == str(song) and code in (0, 1)  # found; libsndfile may refuse so long a name: a failed file

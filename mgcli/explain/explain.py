@@ -31,6 +31,9 @@ from ..torch_engine import GenreModel
 from .plot import draw_explanation, require_matplotlib
 from .results import Explanation, InputExplanation
 
+# Integrated gradients' steps run as one batch, so memory grows with them; their estimate changes
+# little past a few hundred.
+MAX_STEPS = 1024
 WAVEFORM_FRAME = 256  # samples per frame of a waveform's maps: 16 ms, musicnn's hop
 
 # The track's genre probabilities are predict's default: the mean of the clips' softmax, calibrated.
@@ -197,6 +200,8 @@ def explain(
 ) -> Explanation:
     """`mgc explain`: `explain_file` drawn as a PNG (needs mgcli[plot])."""
     require_matplotlib()
+    if not 1 <= steps <= MAX_STEPS:
+        raise MgcError(f"--steps must be 1 to {MAX_STEPS:,}, not {steps:,}: the steps of a clip run as one batch")
     check_outputs([out_png], [file, *model_files(weights or default_weights())])
     explanation = explain_file(load_model(weights, device, engine="torch"), file, label, steps)
     draw_explanation(out_png, explanation)
