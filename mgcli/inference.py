@@ -95,6 +95,12 @@ def load_model(weights: str | Path | None = None, device: str = "auto", engine: 
     return load_torch_model(path, device)
 
 
+def refuse_tagger(model: Model, source: str | Path | None) -> None:
+    """Refuse a tagger where a genre classifier is needed: a sigmoid per tag is no genre probability."""
+    if model.is_tagger:
+        raise MgcError(f"{source}: a tagger ({len(model.labels)} tags), not a genre classifier: use `mgc tags`")
+
+
 def model_files(weights: str | Path) -> list[Path]:
     """The files a model is read from: its checkpoint or ONNX file and the ONNX twin beside it
     (X.onnx beside X.pt), which the engine may run instead (onnx_engine.load_twin). No output may be one."""
@@ -151,6 +157,17 @@ def check_aggregation(aggregation: str) -> None:
     """Refuse an unknown aggregation now, before a model is loaded or any audio decoded."""
     if aggregation not in AGGREGATIONS:
         raise MgcError(f"unknown aggregation {aggregation!r} (use {', '.join(AGGREGATIONS)})")
+
+
+# Clips per forward pass, at most: a pass holds its clips' audio and activations at once, so memory
+# grows with the batch (a batch of 10^9 took 17 GB on a 30-min file, which it read as one span).
+MAX_BATCH_SIZE = 256
+
+
+def check_batch_size(batch_size: int | None) -> None:
+    """Refuse a batch (None: the model's own) that would ask for memory without bound, before any work."""
+    if batch_size is not None and not 1 <= batch_size <= MAX_BATCH_SIZE:
+        raise MgcError(f"--batch-size must be 1 to {MAX_BATCH_SIZE} clips per pass, not {batch_size:,}: memory grows with it")
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

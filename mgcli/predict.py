@@ -20,7 +20,9 @@ from .audio import DEFAULT_HOP_SECONDS, SAMPLE_RATE
 from .catalogue import find_audio, parse_shard, shard_files
 from .clips import hop_samples
 from .files import check_outputs
-from .inference import Model, TrackResult, check_aggregation, classify_files, load_model, model_files
+from .inference import (
+    Model, TrackResult, check_aggregation, check_batch_size, classify_files, load_model, model_files, refuse_tagger,
+)
 from .shipped import DEFAULT_TAGGER, default_weights
 from .tags import load_tagger, tag_files
 from .writers import CsvWriter, JsonWriter, TimelineCsvWriter, earlier_records, result_dict, tags_dict
@@ -72,7 +74,7 @@ def predict_paths(
         raise MgcError("--timeline-csv cannot resume; leave out --skip-existing or write the timeline in a run of its own")
     if skip_existing and overwrite:
         raise MgcError("--skip-existing keeps the CSV's rows and --overwrite replaces them: pass one of them")
-    files = _files(paths, weights or default_weights(), hop_seconds, (csv, json_out, timeline_csv, timeline_png), shard)
+    files = _files(paths, weights or default_weights(), hop_seconds, batch_size, (csv, json_out, timeline_csv, timeline_png), shard)
     if timeline_png:
         from .explain.plot import draw_timeline, require_matplotlib
 
@@ -81,8 +83,7 @@ def predict_paths(
             raise MgcError(f"--timeline-png draws one track, and {len(files)} files were given")
     earlier = earlier_records(json_out) if json_out and skip_existing else []  # a resumed run keeps them
     model = load_model(weights, device, engine)
-    if model.is_tagger:
-        raise MgcError(f"{weights}: a tagger ({len(model.labels)} tags), not a genre classifier: use `mgc tags`")
+    refuse_tagger(model, weights)
     if unknown_above is not None and model.novelty is None:
         raise MgcError(f"{weights or 'the default'}: gives no novelty score, so --unknown-above cannot apply "
                        "(a musicnn that keeps its tagger, calibrated with `mgc calibrate`, gives one)")
@@ -137,7 +138,7 @@ def tag_paths(
     engine: str = "auto",
 ) -> Run:
     """musicnn's tags of the audio files in `paths`, written to `csv` and `json_out` (see `predict_paths`)."""
-    files = _files(paths, weights or DEFAULT_TAGGER, hop_seconds, (csv, json_out), None)
+    files = _files(paths, weights or DEFAULT_TAGGER, hop_seconds, batch_size, (csv, json_out), None)
     model = load_tagger(weights, device, engine)
     with contextlib.ExitStack() as opening:  # a writer that fails to open closes the one opened before it
         rows = opening.enter_context(contextlib.closing(
@@ -159,12 +160,14 @@ def tag_paths(
 
 
 def _files(
-    paths: Iterable[str | Path], weights: str | Path, hop_seconds: float, outputs: tuple, shard: str | None
+    paths: Iterable[str | Path], weights: str | Path, hop_seconds: float, batch_size: int | None, outputs: tuple,
+    shard: str | None,
 ) -> list[Path]:
-    """The audio files to run on, once the hop and every output are known to be good (and apart from
-    the inputs: the files and the model's, `weights` and its twin)."""
+    """The audio files to run on, once the hop, the batch and every output are known to be good (and
+    apart from the inputs: the files and the model's, `weights` and its twin)."""
     paths = list(paths)
     hop_samples(hop_seconds)  # these refuse bad input now, not after hours of tagging
+    check_batch_size(batch_size)
     shard_index, shard_count = parse_shard(shard) if shard else (0, 1)
     files = find_audio(paths)
     if not files:

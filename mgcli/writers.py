@@ -21,6 +21,10 @@ from .files import AppendedFile, OutputLock, read_csv_rows
 from .inference import TrackResult, genre_of, top_k
 
 
+# The columns of predict's and tags' CSV beside the labels': no label may take one of their names.
+CSV_COLUMNS = ("path", "genre", "tag", "probability", "error", "warning", "novelty")
+
+
 class CsvWriter:
     """Rows `path,genre,probability,<one column per label>,error,warning`, on disk as they are written
     (`top` names the second column: "tag" for `mgc tags`); with `novelty`, predict's, a last column

@@ -278,3 +278,76 @@ def test_a_folder_nested_a_thousand_deep_is_searched(capsys, weights, tmp_path):
     assert "Traceback" not in err, err
     [row] = read_rows(tmp_path / "x.csv")
     assert row["path"] == str(song) and code in (0, 1)  # found; libsndfile may refuse so long a name: a failed file
+
+
+# ---------------------------------------------------------------- 7, 8, 9. endless work and unbounded memory
+
+
+def test_folds_past_the_smallest_genre_and_batches_past_memory_are_refused(capsys, weights, tone_dataset, tmp_path):
+    result = mgc(capsys, "crossval", "--data", tone_dataset, "--out", tmp_path / "cv", "--folds", "1000", "--cache", tmp_path / "cache")
+    refused(result, "--folds 1000: genre 'high' has 6 tracks, so some folds would hold none of it out; use --folds 6 or fewer")
+    assert not (tmp_path / "cv" / "fold-0").exists()
+    song = write_tone(tmp_path / "song.wav", 440, 1.0)
+    for command in ("predict", "tags"):
+        result = mgc(capsys, command, song, "--weights", weights, "--batch-size", "1000000000")
+        refused(result, "--batch-size must be 1 to 256 clips per pass, not 1,000,000,000: memory grows with it")
+
+
+def test_omp_num_threads_is_held_to_the_machines_cores(weights, monkeypatch):
+    import torch
+
+    from mgcli.cores import machine_cores
+    from mgcli.onnx_engine import load_onnx_model
+    from mgcli.torch_engine import load_torch_model
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1000")
+    session = load_onnx_model(WEIGHTS_DIR / "bbnn.onnx").session
+    assert session.get_session_options().intra_op_num_threads == machine_cores()
+    load_torch_model(weights, "cpu")
+    assert torch.get_num_threads() == machine_cores()
+
+
+# ---------------------------------------------------------------- 19, 20, 21. labels, splits and shares that mean nothing
+
+
+def test_labels_named_as_csv_columns_unknown_splits_and_odd_valid_fractions_are_refused(capsys, tone_dataset, tmp_path):
+    low = tone_dataset / "low" / "low.00000.wav"
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text(f"path,label\n{low},path\n{tone_dataset / 'high' / 'high.00000.wav'},high\n")
+    train = ["train", "--out", tmp_path / "run", "--cache", tmp_path / "cache"]
+    refused(mgc(capsys, *train, "--data", manifest), "label 'path' is also the name of a column of predict's CSV")
+    split_file = tmp_path / "splits.csv"
+    split_file.write_text("path,split\nlow/low.00000.wav,train\nlow/low.00001.wav,validation\n")
+    refused(mgc(capsys, *train, "--data", tone_dataset, "--split-file", split_file),
+            f"{split_file}: line 3 gives the unknown split 'validation' (use train, valid, test)")
+    for fraction in ("1.5", "-0.5", "nan"):
+        refused(mgc(capsys, *train, "--data", tone_dataset, "--valid-fraction", fraction),
+                f"--valid-fraction must be from 0 (no valid split) to 0.5, not {float(fraction)}")
+    assert not list(tmp_path.glob("run/*.pt"))
+
+
+# ---------------------------------------------------------------- 22, 23, 25. taggers, damaged twins, missing outside music
+
+
+def test_a_tagger_is_refused_as_a_genre_model_by_every_command(capsys, tone_dataset, tmp_path):
+    song = write_tone(tmp_path / "song.wav", 440, 1.0)
+    tagger = WEIGHTS_DIR / "musicnn-msd.pt"
+    message = f"{tagger}: a tagger (50 tags), not a genre classifier: use `mgc tags`"
+    for command in (
+        ["evaluate", "--data", tone_dataset, "--weights", tagger, "--device", "cpu"],
+        ["calibrate", tagger, "--data", tone_dataset, "--out", tmp_path / "calibrated.pt", "--device", "cpu"],
+        ["explain", song, "--weights", tagger, "--out", tmp_path / "why.png", "--device", "cpu"],
+    ):
+        refused(mgc(capsys, *command), message)
+    assert not list(tmp_path.glob("*.p*g")) and not (tmp_path / "calibrated.pt").exists()
+
+
+def test_a_damaged_twin_falls_back_to_pytorch_and_missing_outside_music_is_refused(capsys, weights, tone_dataset, tmp_path):
+    song = write_tone(tmp_path / "song.wav", 440, 1.0)
+    shutil.copy(weights, tmp_path / "tw.pt")
+    (tmp_path / "tw.onnx").write_bytes(b"damaged")
+    code, out, err = mgc(capsys, "predict", song, "--weights", tmp_path / "tw.pt", "--device", "cpu")
+    assert code == 0 and "low" in out and "Traceback" not in err, err
+    refused(mgc(capsys, "predict", song, "--weights", tmp_path / "tw.pt", "--engine", "onnx"), "not a readable ONNX model")
+    result = mgc(capsys, "evaluate", "--data", tone_dataset, "--weights", WEIGHTS_DIR / "default.pt", "--outside", tmp_path / "missing")
+    refused(result, f"{tmp_path / 'missing'}: no such file or folder (--outside)")

@@ -24,7 +24,7 @@ from ..audio import SAMPLE_RATE, load
 from ..calibration import calibrate
 from ..clips import cut_clips
 from ..files import check_outputs
-from ..inference import aggregate, load_model, model_files, timeline, track_outputs
+from ..inference import aggregate, load_model, model_files, refuse_tagger, timeline, track_outputs
 from ..models.base import TIME_BY_BANDS, WAVEFORM, ExplainedInput, FeatureMap
 from ..shipped import default_weights
 from ..torch_engine import GenreModel
@@ -203,6 +203,8 @@ def explain(
     if not 1 <= steps <= MAX_STEPS:
         raise MgcError(f"--steps must be 1 to {MAX_STEPS:,}, not {steps:,}: the steps of a clip run as one batch")
     check_outputs([out_png], [file, *model_files(weights or default_weights())])
-    explanation = explain_file(load_model(weights, device, engine="torch"), file, label, steps)
+    model = load_model(weights, device, engine="torch")
+    refuse_tagger(model, weights or default_weights())
+    explanation = explain_file(model, file, label, steps)
     draw_explanation(out_png, explanation)
     return explanation

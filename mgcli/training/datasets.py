@@ -16,6 +16,7 @@ import numpy as np
 from .. import MgcError
 from ..catalogue import find_audio
 from ..files import check_output_folder, read_csv_rows
+from ..writers import CSV_COLUMNS
 from .cache import CacheReport, Track, preprocess, read_cache
 
 SPLITS = ("train", "valid", "test")
@@ -77,7 +78,14 @@ def _refuse_conflicts(source: Path, entries: list[tuple[str, str]]) -> None:
 
 
 def labels_of(tracks: Iterable[Track]) -> list[str]:
-    return sorted({t.label for t in tracks})
+    """The labels a model trained on `tracks` has; one named as a column of predict's CSV is refused,
+    since a reader's row["path"] would then be a probability."""
+    labels = sorted({t.label for t in tracks})
+    taken = [label for label in labels if label in CSV_COLUMNS]
+    if taken:
+        raise MgcError(f"label {taken[0]!r} is also the name of a column of predict's CSV "
+                       f"({', '.join(CSV_COLUMNS)}); rename that genre")
+    return labels
 
 
 def read_split_file(split_file: str | Path) -> dict[str, str]:
@@ -86,6 +94,9 @@ def read_split_file(split_file: str | Path) -> dict[str, str]:
         raise MgcError(f"{split_file}: no such split file")
     rows = _read_records(Path(split_file), ("path", "split"), "a split file")
     entries = [(row["path"], row["split"].strip()) for row in rows]
+    for line, (_, split) in enumerate(entries, start=2):
+        if split and split not in SPLITS:  # its tracks would be in no split, dropped without a word
+            raise MgcError(f"{split_file}: line {line} gives the unknown split {split!r} (use {', '.join(SPLITS)})")
     _refuse_conflicts(Path(split_file), entries)
     return dict(entries)
 
@@ -153,6 +164,10 @@ def split_tracks(
     elif folds is not None:
         if fold is None or not 0 <= fold < folds:
             raise MgcError(f"--fold must be in 0..{folds - 1} with --folds {folds}")
+        label, count = min(Counter(t.label for t in tracks).items(), key=lambda item: item[1])
+        if folds > count:
+            raise MgcError(f"--folds {folds}: genre {label!r} has {count} tracks, so some folds would hold none "
+                           f"of it out; use --folds {count} or fewer")
         fold_of = stratified_folds([t.label for t in tracks], folds, seed)
         tracks = [replace(t, split="valid" if f == fold else "train") for t, f in zip(tracks, fold_of)]
     elif not any(t.split for t in tracks):

@@ -15,7 +15,7 @@ from ..calibration import calibration_report, expected_calibration_error
 from ..catalogue import find_audio
 from ..clips import ClipOutputs, hop_samples
 from ..files import check_outputs, write_text_atomic
-from ..inference import AGGREGATIONS, aggregate, check_aggregation, classify_files, load_model, model_files, track_outputs
+from ..inference import AGGREGATIONS, aggregate, check_aggregation, classify_files, load_model, model_files, refuse_tagger, track_outputs
 from ..novelty import NOVELTY_THRESHOLD, auroc
 from ..torch_engine import GenreModel
 from .cache import Track, load_wave, to_float
@@ -156,6 +156,8 @@ def outside_novelty(
             notify(f"skipped: {result.error}")
         else:
             novelty.append(result.novelty)
+    if not novelty:
+        raise MgcError(f"--outside: none of its {len(files)} files could be scored, so there is no AUROC to measure")
     return np.array(novelty)
 
 
@@ -241,7 +243,11 @@ def evaluate(
     hop_samples(hop_seconds)  # these refuse bad input now, before the model is loaded or any track decoded
     pair_split_files(data, split_file)
     check_outputs([json_out], [*model_files(weights), *data, *split_file, *outside])
+    for path in outside:
+        if not Path(path).exists():
+            raise MgcError(f"{path}: no such file or folder (--outside)")
     model = load_model(weights, device, engine="torch")
+    refuse_tagger(model, weights)
     datasets = load_datasets(data, split_file)
     chosen = {str(d.source): tracks_in_split(d, split) for d in datasets}
     if split != "all":

@@ -42,6 +42,8 @@ def train(
     ranks train as one run (see `distributed`), and rank 0 alone decodes and notifies. Returns
     the per-epoch history.
     """
+    if not 0 <= valid_fraction <= 0.5:  # one fold of round(1 / fraction) is held out, so at most half
+        raise MgcError(f"--valid-fraction must be from 0 (no valid split) to 0.5, not {valid_fraction}")
     with torch.device("meta"):  # a wrong name, key or value fails now, not after decoding the data
         build(model_name, **(overrides or {}))
     config = train_config(**settings)
