@@ -21,7 +21,7 @@ from typing import Protocol
 import numpy as np
 
 from . import MgcError
-from .audio import DEFAULT_HOP_SECONDS, AudioError, DecodeNotes, stream
+from .audio import DEFAULT_HOP_SECONDS, SAMPLE_RATE, AudioError, DecodeNotes, stream
 from .calibration import calibrate
 from .clips import ClipOutputs, hop_samples, iter_spans, span_clips
 from .novelty import NoveltyScale
@@ -324,7 +324,7 @@ def _decoded_ahead(
                 error = str(failure)
             except Exception as failure:  # reported per file: one bad file must not stop a folder
                 error = f"{path}: {type(failure).__name__}: {failure}"
-            put((index, None, 0, (error, notes.warning(path))))
+            put((index, None, 0, (error, notes.warning(path, clip_samples / SAMPLE_RATE))))
         put(None)
 
     decoder = threading.Thread(target=decode, daemon=True)

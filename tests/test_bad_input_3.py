@@ -19,6 +19,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import write_tone
 from test_bad_input import refused, weights  # noqa: F401 (weights: a fixture)
@@ -351,3 +352,22 @@ def test_a_damaged_twin_falls_back_to_pytorch_and_missing_outside_music_is_refus
     refused(mgc(capsys, "predict", song, "--weights", tmp_path / "tw.pt", "--engine", "onnx"), "not a readable ONNX model")
     result = mgc(capsys, "evaluate", "--data", tone_dataset, "--weights", WEIGHTS_DIR / "default.pt", "--outside", tmp_path / "missing")
     refused(result, f"{tmp_path / 'missing'}: no such file or folder (--outside)")
+
+
+# ---------------------------------------------------------------- 24. a track much shorter than a clip
+
+
+def test_a_track_much_shorter_than_a_clip_is_tagged_with_a_warning(capsys, weights, tmp_path):
+    import soundfile as sf
+
+    sf.write(tmp_path / "one.wav", np.full(1, 0.1, dtype=np.float32), 16000)
+    write_tone(tmp_path / "tenth.wav", 440, 0.1)
+    write_tone(tmp_path / "half.wav", 440, 0.3)  # the tiny model's clip is 0.5 s: more than half of it is audio
+    code, _, err = mgc(capsys, "predict", tmp_path / "one.wav", tmp_path / "tenth.wav", tmp_path / "half.wav",
+                       "--weights", weights, "--csv", tmp_path / "x.csv")
+    assert code == 0 and "Traceback" not in err, err
+    warnings = {Path(row["path"]).name: row["warning"] for row in read_rows(tmp_path / "x.csv")}
+    short = "s of audio in a 0.5-s clip, the rest silence: the genre is a guess"
+    assert warnings["one.wav"] == f"{tmp_path / 'one.wav'}: short: 6.3e-05 {short}"
+    assert warnings["tenth.wav"] == f"{tmp_path / 'tenth.wav'}: short: 0.1 {short}"
+    assert warnings["half.wav"] == ""
