@@ -206,14 +206,20 @@ def check_outputs(outputs: Iterable[str | Path | None], inputs: Iterable[str | P
 
 
 def check_outputs_apart(outputs: Iterable[str | Path | None], inputs: Iterable[str | Path]) -> None:
-    """Refuse an output that is also an input (writing it would destroy what the run reads) or that
-    another output names too (one would silently replace the other). Outputs given as None are absent."""
+    """Refuse an output that is also an input (writing it would destroy what the run reads), that
+    another output names too (one would silently replace the other), or that is another output's
+    NAME.lock (OutputLock's). Outputs given as None are absent."""
     read = {os.path.realpath(path) for path in inputs}
+    outputs = [output for output in outputs if output]
     written: set[str] = set()
-    for output in filter(None, outputs):
+    for output in outputs:
         real = os.path.realpath(output)
         if real in read:
             raise MgcError(f"{output}: is also an input of this run; writing it would destroy it, so name another file")
         if real in written:
             raise MgcError(f"{output}: is named for two outputs; one would replace the other, so name two files")
         written.add(real)
+    for output in outputs:
+        real = os.path.realpath(output)
+        if real.endswith(".lock") and real.removesuffix(".lock") in written:
+            raise MgcError(f"{output}: is the lock file this run holds beside {real.removesuffix('.lock')}; name another file")

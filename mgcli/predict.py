@@ -25,7 +25,7 @@ from .inference import (
 )
 from .shipped import DEFAULT_TAGGER, default_weights
 from .tags import load_tagger, tag_files
-from .writers import CsvWriter, JsonWriter, TimelineCsvWriter, earlier_records, result_dict, tags_dict
+from .writers import CsvWriter, JsonWriter, TimelineCsvWriter, check_replaceable, earlier_records, result_dict, tags_dict
 
 
 @dataclass
@@ -81,6 +81,9 @@ def predict_paths(
         require_matplotlib()
         if len(files) != 1:
             raise MgcError(f"--timeline-png draws one track, and {len(files)} files were given")
+    if not skip_existing:
+        check_replaceable(csv, overwrite, resumable=True)
+    check_replaceable(timeline_csv, overwrite, resumable=False)
     earlier = earlier_records(json_out) if json_out and skip_existing else []  # a resumed run keeps them
     model = load_model(weights, device, engine)
     refuse_tagger(model, weights)
@@ -139,6 +142,7 @@ def tag_paths(
 ) -> Run:
     """musicnn's tags of the audio files in `paths`, written to `csv` and `json_out` (see `predict_paths`)."""
     files = _files(paths, weights or DEFAULT_TAGGER, hop_seconds, batch_size, (csv, json_out), None)
+    check_replaceable(csv, overwrite, resumable=False)
     model = load_tagger(weights, device, engine)
     with contextlib.ExitStack() as opening:  # a writer that fails to open closes the one opened before it
         rows = opening.enter_context(contextlib.closing(

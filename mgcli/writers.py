@@ -50,13 +50,12 @@ class CsvWriter:
         self.lock = OutputLock(self.path)
         try:
             kept: list[list[str]] = []
-            if self.path.is_file():
-                if resume:
-                    kept = self._kept_rows({os.path.realpath(path) for path in retried})
-                    error = self.header.index("error")
-                    self.done = {os.path.realpath(row[0]) for row in kept if not row[error]}
-                elif not overwrite:
-                    raise MgcError(f"{self.path} exists: pass --skip-existing to resume it or --overwrite to replace it")
+            if resume and self.path.is_file():
+                kept = self._kept_rows({os.path.realpath(path) for path in retried})
+                error = self.header.index("error")
+                self.done = {os.path.realpath(row[0]) for row in kept if not row[error]}
+            elif not resume:
+                check_replaceable(self.path, overwrite, resumable=True)
             self.file = AppendedFile(self.path, csv_text([self.header, *kept]))
         except BaseException:
             self.lock.release()
@@ -114,8 +113,7 @@ class TimelineCsvWriter:
         self.labels = labels
         self.lock = OutputLock(self.path)
         try:
-            if self.path.is_file() and not overwrite:
-                raise MgcError(f"{self.path} exists: pass --overwrite to replace it")
+            check_replaceable(self.path, overwrite, resumable=False)
             self.file = AppendedFile(self.path, csv_text([["path", "start", "end", "genre", "probability", *labels]]))
         except BaseException:
             self.lock.release()
@@ -134,6 +132,15 @@ class TimelineCsvWriter:
             self.file.close()
         finally:
             self.lock.release()
+
+
+def check_replaceable(path: str | Path | None, overwrite: bool, resumable: bool) -> None:
+    """Refuse an existing file that a run would replace without `overwrite`, so that no earlier results
+    are lost by accident; `resumable`: the command could resume it instead (--skip-existing). Commands
+    call it before their work too, so that no output is written before another is refused."""
+    if path and Path(path).is_file() and not overwrite:
+        resume = "--skip-existing to resume it or " if resumable else ""
+        raise MgcError(f"{path} exists: pass {resume}--overwrite to replace it")
 
 
 def csv_text(rows: list[list[str]]) -> str:

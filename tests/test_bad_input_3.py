@@ -371,3 +371,24 @@ def test_a_track_much_shorter_than_a_clip_is_tagged_with_a_warning(capsys, weigh
     assert warnings["one.wav"] == f"{tmp_path / 'one.wav'}: short: 6.3e-05 {short}"
     assert warnings["tenth.wav"] == f"{tmp_path / 'tenth.wav'}: short: 0.1 {short}"
     assert warnings["half.wav"] == ""
+
+
+# ---------------------------------------------------------------- 27. everything checked before the first write and the long work
+
+
+def test_no_output_is_written_before_another_is_refused_and_a_bad_backbone_is_found_first(capsys, weights, tone_dataset, tmp_path):
+    song = write_tone(tmp_path / "song.wav", 440, 1.0)
+    csv = tmp_path / "x.csv"
+    result = mgc(capsys, "predict", song, "--weights", weights, "--csv", csv, "--timeline-csv", tmp_path / "x.csv.lock")
+    refused(result, f"{tmp_path / 'x.csv.lock'}: is the lock file this run holds beside {csv}; name another file")
+    (tmp_path / "clips.csv").write_text("earlier clips\n")
+    result = mgc(capsys, "predict", song, "--weights", weights, "--csv", csv, "--timeline-csv", tmp_path / "clips.csv")
+    refused(result, f"{tmp_path / 'clips.csv'} exists: pass --overwrite to replace it")
+    (tmp_path / "tags.csv").write_text("earlier tags\n")
+    refused(mgc(capsys, "tags", song, "--csv", tmp_path / "tags.csv"), f"{tmp_path / 'tags.csv'} exists: pass --overwrite to replace it")
+    assert not csv.exists() and (tmp_path / "clips.csv").read_text() == "earlier clips\n"
+    (tmp_path / "backbone.pt").write_text("no weights")
+    result = mgc(capsys, "train", "--data", tmp_path / "none", "--out", tmp_path / "run", "--model", "musicnn",
+                 "--init-backbone", tmp_path / "backbone.pt")  # no dataset: the backbone is refused before it is looked for
+    refused(result, f"cannot read backbone weights {tmp_path / 'backbone.pt'}")
+    assert not (tmp_path / "run").exists()
