@@ -238,9 +238,17 @@ def _libsndfile_reason(error: Exception) -> str:
     return reason[:1].lower() + reason[1:]
 
 
+def _reads_nothing(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return not f.read(1)
+    except OSError:
+        return False
+
+
 def _decode_reason(path: str | Path, error: Exception) -> str:
     path = Path(path)
-    if path.exists() and path.stat().st_size == 0:
+    if path.is_file() and path.stat().st_size == 0 and _reads_nothing(path):  # /proc files say 0 bytes and hold text
         return "empty file"
     detail = _libsndfile_reason(error)
     if "does not exist" in detail:  # libsndfile's word for a stream it cannot parse at all

@@ -75,7 +75,7 @@ def load_model(weights: str | Path | None = None, device: str = "auto", engine: 
     path = Path(weights) if weights else default_weights()
     if path.suffix == ".onnx" or engine == "onnx":
         if engine == "torch":
-            raise MgcError(f"{path}: an ONNX file runs on --engine onnx or auto; --engine torch needs its .pt checkpoint")
+            raise MgcError(f"{path}: an ONNX file, and this needs the PyTorch network: give its .pt checkpoint")
         if device not in ("auto", "cpu"):
             raise MgcError(f"the ONNX engine runs on the CPU; --device {device} needs --engine torch and a .pt checkpoint")
     if path.suffix == ".onnx":

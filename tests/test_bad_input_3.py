@@ -26,6 +26,7 @@ from test_bad_input import refused, weights  # noqa: F401 (weights: a fixture)
 from test_bad_input_2 import litter
 from test_cli import mgc, read_rows
 
+from mgcli import MgcError
 from mgcli.checkpoint import load_checkpoint, save_checkpoint
 from mgcli.shipped import WEIGHTS_DIR
 
@@ -392,3 +393,41 @@ def test_no_output_is_written_before_another_is_refused_and_a_bad_backbone_is_fo
                  "--init-backbone", tmp_path / "backbone.pt")  # no dataset: the backbone is refused before it is looked for
     refused(result, f"cannot read backbone weights {tmp_path / 'backbone.pt'}")
     assert not (tmp_path / "run").exists()
+
+
+# ---------------------------------------------------------------- 28. wording
+
+
+class Evil:
+    def __reduce__(self):
+        return os.system, ("echo pwned",)
+
+
+def test_refusals_say_what_is_wrong(capsys, weights, tmp_path):
+    import warnings
+
+    import torch
+
+    from mgcli.checkpoint import make_checkpoint
+    from mgcli.models import build
+    from mgcli.training.config import TrainConfig
+    from mgcli.training.run_state import restore
+    from conftest import TINY
+
+    song = write_tone(tmp_path / "song.wav", 440, 1.0)
+    with pytest.raises(MgcError, match=r"a run of ms-sincresnet, not sincresnet; cannot resume it with this model$"):
+        restore(weights, build("ms-sincresnet", **TINY, n_classes=2), "sincresnet", ["high", "low"], TrainConfig(), {})
+    onnx = WEIGHTS_DIR / "bbnn.onnx"
+    for command in (["evaluate", "--data", tmp_path, "--weights", onnx], ["inspect", onnx, "--out", tmp_path / "drawn"]):
+        refused(mgc(capsys, *command), f"{onnx}: an ONNX file, and this needs the PyTorch network: give its .pt checkpoint")
+    torch.save({"weights": Evil()}, tmp_path / "evil.pt")
+    refused(mgc(capsys, "predict", song, "--weights", tmp_path / "evil.pt"), "unsupported GLOBAL posix.system")
+    result = mgc(capsys, "predict", "/proc/self/status", "--weights", weights)
+    assert refused(result, "not a readable audio file", code=1) and "empty file" not in result[2]
+    cjk = tmp_path / "cjk.pt"
+    save_checkpoint(make_checkpoint("ms-sincresnet", build("ms-sincresnet", **TINY, n_classes=2), ["低音", "高音"]), cjk)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code, _, err = mgc(capsys, "explain", song, "--weights", cjk, "--out", tmp_path / "why.png", "--device", "cpu")
+    assert code == 0 and (tmp_path / "why.png").is_file(), err
+    assert not [w for w in caught if "missing from" in str(w.message)]
