@@ -188,8 +188,11 @@ def check_output_folder(folder: str | Path) -> None:
 
 def check_output_file(path: str | Path) -> None:
     """Refuse, in one line, a file that cannot be written: a folder, or in a folder that cannot be
-    written into (a symlink's target's folder). A device or pipe is written in place."""
+    written into (a symlink's target's folder), or `-`, which Unix tools read as standard output and
+    would here be a file of that name. A device or pipe is written in place."""
     path = Path(path)
+    if str(path) == "-":
+        raise MgcError("-: would be a file named '-'; name a file, or /dev/stdout for standard output")
     if path.is_dir():
         raise MgcError(f"{path}: is a folder; name a file to write")
     if not is_device(path):

@@ -431,3 +431,19 @@ def test_refusals_say_what_is_wrong(capsys, weights, tmp_path):
         code, _, err = mgc(capsys, "explain", song, "--weights", cjk, "--out", tmp_path / "why.png", "--device", "cpu")
     assert code == 0 and (tmp_path / "why.png").is_file(), err
     assert not [w for w in caught if "missing from" in str(w.message)]
+
+
+# ---------------------------------------------------------------- 29. `-` as an output
+
+
+def test_a_dash_as_an_output_is_refused_and_dev_stdout_is_written_in_place(capsys, weights, tmp_path, monkeypatch):
+    song = write_tone(tmp_path / "song.wav", 440, 1.0)
+    monkeypatch.chdir(tmp_path)
+    for option in ("--csv", "--json"):
+        result = mgc(capsys, "predict", song, "--weights", weights, option, "-")
+        refused(result, "-: would be a file named '-'; name a file, or /dev/stdout for standard output")
+    assert not (tmp_path / "-").exists()
+    command = [sys.executable, "-m", "mgcli", "predict", str(song), "--weights", str(weights), "--csv", "/dev/stdout"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)  # stdout: a pipe
+    assert result.returncode == 0 and result.stdout.startswith("path,genre,probability,high,low,error,warning,novelty\n"), result.stderr
+    assert str(song) in result.stdout
