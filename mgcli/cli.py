@@ -616,9 +616,15 @@ def explain(
 ) -> None:
     """Show where a model hears a genre: Grad-CAM and integrated gradients over the whole track (needs mgcli\\[plot])."""
     options = dict(locals())  # the parameters, named as the library call's keywords
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
     from .explain.explain import explain as explain_track
 
-    explanation = explain_track(**options)
+    # A long track takes minutes (each clip costs about steps + 2 forward and backward passes): say how far it is.
+    with Progress(TextColumn("explaining clips"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=err, transient=True) as progress:
+        task = progress.add_task("clips", total=None)
+        explanation = explain_track(**options, on_clip=lambda done, total: progress.update(task, completed=done, total=total))
     out.print(f"{file}: {explanation.label} explained over {len(explanation.timeline)} clips → {out_png}", highlight=False)
 
 

@@ -447,3 +447,15 @@ def test_a_dash_as_an_output_is_refused_and_dev_stdout_is_written_in_place(capsy
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)  # stdout: a pipe
     assert result.returncode == 0 and result.stdout.startswith("path,genre,probability,high,low,error,warning,novelty\n"), result.stderr
     assert str(song) in result.stdout
+
+
+# ---------------------------------------------------------------- 10. explain says how far it is
+
+
+def test_explain_reports_every_clip_as_it_is_done(weights, tmp_path):
+    from mgcli.explain.explain import explain
+
+    song = write_tone(tmp_path / "song.wav", 440, 2.0)  # the tiny model's 0.5-s clips: 4
+    heard = []
+    explain(song, tmp_path / "why.png", weights, steps=2, device="cpu", on_clip=lambda done, total: heard.append((done, total)))
+    assert heard == [(1, 4), (2, 4), (3, 4), (4, 4)]

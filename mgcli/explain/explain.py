@@ -48,13 +48,17 @@ def explained_inputs(model: GenreModel) -> list[ExplainedInput]:
     return inputs
 
 
-def explain_file(model: GenreModel, path: str | Path, label: str | None = None, steps: int = 16) -> Explanation:
+def explain_file(
+    model: GenreModel, path: str | Path, label: str | None = None, steps: int = 16,
+    on_clip: Callable[[int, int], None] | None = None,
+) -> Explanation:
     """Grad-CAM and integrated gradients for `label` (default: the track's predicted genre) over a whole file.
 
     The track is cut into back-to-back clips, so their maps tile its time axis. The predicted
     genre is predict's default decision at that hop (mean of the clips' probabilities); its
     probability is calibrated as predict's is. Cost per clip: one forward and backward pass for
-    Grad-CAM, and one on a batch of `steps` inputs for integrated gradients.
+    Grad-CAM, and one on a batch of `steps` inputs for integrated gradients; `on_clip(done, total)`
+    hears of every clip as it is done (a 10-min track is 200 clips of the default model: minutes).
     """
     inputs = explained_inputs(model)
     if label is not None and label not in model.labels:
@@ -64,10 +68,12 @@ def explain_file(model: GenreModel, path: str | Path, label: str | None = None, 
     logits = track_outputs(model, [wave], hop).logits
     probabilities = calibrate(aggregate(logits, AGGREGATION), model.temperatures.get(AGGREGATION, 1.0))
     target = model.labels.index(label) if label else int(np.argmax(probabilities))
-    per_clip = [
-        _explain_clip(model.network, inputs, torch.from_numpy(clip).to(model.device), target, steps)
-        for clip in cut_clips(wave, model.clip_samples, hop)
-    ]
+    clips = cut_clips(wave, model.clip_samples, hop)
+    per_clip = []
+    for done, clip in enumerate(clips, start=1):
+        per_clip.append(_explain_clip(model.network, inputs, torch.from_numpy(clip).to(model.device), target, steps))
+        if on_clip:
+            on_clip(done, len(clips))
     explained = []
     for i, item in enumerate(inputs):
         image, attribution = (np.concatenate([clip[i][k] for clip in per_clip], axis=1) for k in (0, 2))
@@ -196,15 +202,15 @@ def _hooks(modules: list[nn.Module], hook: Callable) -> Iterator[None]:
 
 def explain(
     file: str | Path, out_png: str | Path, weights: str | Path | None = None, label: str | None = None,
-    steps: int = 16, device: str = "auto",
+    steps: int = 16, device: str = "auto", on_clip: Callable[[int, int], None] | None = None,
 ) -> Explanation:
-    """`mgc explain`: `explain_file` drawn as a PNG (needs mgcli[plot])."""
+    """`mgc explain`: `explain_file` drawn as a PNG (needs mgcli[plot]); `on_clip` as there."""
     require_matplotlib()
     if not 1 <= steps <= MAX_STEPS:
         raise MgcError(f"--steps must be 1 to {MAX_STEPS:,}, not {steps:,}: the steps of a clip run as one batch")
     check_outputs([out_png], [file, *model_files(weights or default_weights())])
     model = load_model(weights, device, engine="torch")
     refuse_tagger(model, weights or default_weights())
-    explanation = explain_file(model, file, label, steps)
+    explanation = explain_file(model, file, label, steps, on_clip)
     draw_explanation(out_png, explanation)
     return explanation
