@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from . import MgcError, inference
 from .audio import DEFAULT_HOP_SECONDS, SAMPLE_RATE
 from .catalogue import find_audio, parse_shard, shard_files
@@ -97,6 +99,8 @@ def predict_paths(
         clip_rows = opening.enter_context(contextlib.closing(
             TimelineCsvWriter(timeline_csv, model.labels, overwrite)
         )) if timeline_csv else None
+        if rows and rows.sample:
+            _check_same_model(rows, model, hop_seconds, aggregation, batch_size)
         todo = [f for f in files if not (rows and rows.is_done(f))]
         tagged_now = {os.path.realpath(f) for f in todo}
         records = opening.enter_context(contextlib.closing(JsonWriter(
@@ -127,6 +131,22 @@ def predict_paths(
             draw_timeline(timeline_png, clips_of(first), model.labels, Path(first.path).name)
 
     return Run(model, files, todo, results(), clips_of)
+
+
+# How far a finished file's probabilities may move when it is tagged again: its row rounds them
+# to 4 decimals, and the engines agree within 1e-4.
+SAME_MODEL_TOLERANCE = 5e-4
+
+
+def _check_same_model(rows: CsvWriter, model: Model, hop_seconds: float, aggregation: str, batch_size: int | None) -> None:
+    """Refuse to resume a CSV that another model, or other settings, wrote (the CSV's columns name
+    the labels, not the model): one finished file is tagged again, and must give its row's
+    probabilities. A file no longer there proves nothing, and is let be."""
+    path, written = rows.sample
+    [result] = classify_files(model, [path], hop_seconds, aggregation, batch_size)
+    if result.probabilities is not None and np.abs(result.probabilities - written).max() > SAME_MODEL_TOLERANCE:
+        raise MgcError(f"{rows.path}: its rows were written by another model or with another --hop or --aggregate "
+                       f"({path} now gives other probabilities); resume it with those, or write a new CSV")
 
 
 def tag_paths(

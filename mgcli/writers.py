@@ -6,6 +6,7 @@ The CSV's columns (`path,genre,probability,<one per label>,error,warning`, and p
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -47,13 +48,17 @@ class CsvWriter:
         self.unknown_above = unknown_above
         self.header = ["path", top, "probability", *labels, "error", "warning", *(["novelty"] if novelty else [])]
         self.done: set[str] = set()  # the kept rows' files, as real paths: see is_done
+        self.sample: tuple[str, np.ndarray] | None = None  # a kept row's file and its probabilities, to check the model by
         self.lock = OutputLock(self.path)
         try:
             kept: list[list[str]] = []
             if resume and self.path.is_file():
                 kept = self._kept_rows({os.path.realpath(path) for path in retried})
                 error = self.header.index("error")
-                self.done = {os.path.realpath(row[0]) for row in kept if not row[error]}
+                finished = [row for row in kept if not row[error]]
+                self.done = {os.path.realpath(row[0]) for row in finished}
+                with contextlib.suppress(IndexError, ValueError):  # no finished row, or cells that are no numbers: no sample
+                    self.sample = finished[0][0], np.array([float(p) for p in finished[0][3 : 3 + len(labels)]])
             elif not resume:
                 check_replaceable(self.path, overwrite, resumable=True)
             self.file = AppendedFile(self.path, csv_text([self.header, *kept]))

@@ -459,3 +459,25 @@ def test_explain_reports_every_clip_as_it_is_done(weights, tmp_path):
     heard = []
     explain(song, tmp_path / "why.png", weights, steps=2, device="cpu", on_clip=lambda done, total: heard.append((done, total)))
     assert heard == [(1, 4), (2, 4), (3, 4), (4, 4)]
+
+
+# ---------------------------------------------------------------- 26. a resumed CSV of another model
+
+
+def test_a_csv_another_model_wrote_is_not_resumed(capsys, weights, tmp_path):
+    import torch
+
+    songs = [write_tone(tmp_path / "d" / f"s{i}.wav", 300 + 500 * i, 1.0) for i in range(3)]
+    csv = tmp_path / "x.csv"
+    assert mgc(capsys, "predict", *songs[:2], "--weights", weights, "--csv", csv)[0] == 0
+    finished = csv.read_bytes()
+    checkpoint = load_checkpoint(weights)  # the same model and labels, its output layer's bias moved
+    [bias] = [key for key, value in checkpoint["state_dict"].items() if key.endswith("bias") and value.shape == (2,)][-1:]
+    checkpoint["state_dict"][bias] += torch.tensor([1.0, -1.0])
+    other = tmp_path / "other.pt"
+    save_checkpoint(checkpoint, other)
+    result = mgc(capsys, "predict", *songs, "--weights", other, "--csv", csv, "--skip-existing")
+    refused(result, f"{csv}: its rows were written by another model or with another --hop or --aggregate ({songs[0]} now gives other probabilities)")
+    assert csv.read_bytes() == finished and not litter(tmp_path)
+    assert mgc(capsys, "predict", *songs, "--weights", weights, "--csv", csv, "--skip-existing")[0] == 0  # its own model resumes
+    assert [row["path"] for row in read_rows(csv)] == list(map(str, songs))
