@@ -14,7 +14,7 @@ from mgcli.models.base import BANDS_BY_TIME, ExplainedInput, FeatureMap, GenreNe
 from mgcli.models.resnet import ClassifierHead, ResNet18, SpatialPyramidPool, load_torchvision_resnet18
 from mgcli.models.sinc import WaveformNorm
 
-MAX_FILTERBANK = 2**24  # numbers in a mel filterbank (64 MB): 1,024 bands of a 32,768-point FFT
+MAX_FILTERBANK = 2**24  # numbers in a mel filterbank (64 MB); 1,024 bands of a 16,384-point FFT take half
 LOG_FLOOR = 1e-6  # added to the mel power before the log, so silence stays finite
 
 
