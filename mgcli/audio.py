@@ -75,9 +75,13 @@ class DecodeNotes:
         self.silent_frames += int((power < SILENCE_RMS**2).sum())
         self.seconds += len(block) / SAMPLE_RATE
 
-    def warning(self, path: str | Path) -> str:
-        """One line naming the file and what is wrong with its audio, or "" when nothing is."""
+    def warning(self, path: str | Path, clip_seconds: float) -> str:
+        """One line naming the file and what is wrong with its audio, or "" when nothing is: silence, a
+        truncated file, or less than half a clip of audio (`clip_seconds` the model's clip), its one
+        clip mostly the padding's silence."""
         notes = []
+        if self.seconds < clip_seconds / 2:
+            notes.append(f"short: {self.seconds:.2g} s of audio in a {clip_seconds:g}-s clip, the rest silence: the genre is a guess")
         if self.frames and self.silent_frames == self.frames:
             notes.append("silent: the genre is a guess")
         elif self.frames and self.silent_frames >= MOSTLY_SILENT * self.frames:
@@ -234,9 +238,17 @@ def _libsndfile_reason(error: Exception) -> str:
     return reason[:1].lower() + reason[1:]
 
 
+def _reads_nothing(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return not f.read(1)
+    except OSError:
+        return False
+
+
 def _decode_reason(path: str | Path, error: Exception) -> str:
     path = Path(path)
-    if path.exists() and path.stat().st_size == 0:
+    if path.is_file() and path.stat().st_size == 0 and _reads_nothing(path):  # /proc files say 0 bytes and hold text
         return "empty file"
     detail = _libsndfile_reason(error)
     if "does not exist" in detail:  # libsndfile's word for a stream it cannot parse at all

@@ -22,23 +22,42 @@ def find_audio(paths: Iterable[str | Path]) -> list[Path]:
     found: dict[str, Path] = {}  # real path -> the path found
     entered: set[str] = set()  # real folders
 
-    def unreadable(error: OSError) -> None:
-        found.setdefault(os.path.realpath(error.filename), Path(error.filename))
-
     for path in map(Path, paths):
         if not path.is_dir():
             found.setdefault(os.path.realpath(path), path)  # named explicitly: a bad one is reported, not skipped
             continue
-        for root, folders, files in os.walk(path, onerror=unreadable, followlinks=True):
-            if os.path.realpath(root) in entered:
-                folders.clear()
+        # Depth first, from a list rather than by recursion (as os.walk does before Python 3.12), so
+        # that a folder nested thousands deep is searched like any other; each (folder, its real
+        # path), the real path of an entry that is no link being its folder's and its name.
+        waiting = [(path, os.path.realpath(path))]
+        while waiting:
+            folder, real = waiting.pop()
+            if real in entered:
                 continue
-            entered.add(os.path.realpath(root))
-            folders.sort()  # the first path found for a file must not depend on the file system's order
-            for name in sorted(files):
-                if name.lower().endswith(AUDIO_SUFFIXES):
-                    found.setdefault(os.path.realpath(Path(root) / name), Path(root) / name)
+            entered.add(real)
+            try:
+                with os.scandir(folder) as listing:
+                    entries = sorted(listing, key=lambda entry: entry.name)  # the first path found must not depend on the file system's order
+            except OSError:
+                found.setdefault(real, folder)
+                continue
+            folders = []
+            for entry in entries:
+                entry_real = os.path.realpath(entry.path) if entry.is_symlink() else os.path.join(real, entry.name)
+                if _is_folder(entry):
+                    folders.append((folder / entry.name, entry_real))
+                elif entry.name.lower().endswith(AUDIO_SUFFIXES):
+                    found.setdefault(entry_real, folder / entry.name)
+            waiting.extend(reversed(folders))
     return sorted(found.values())
+
+
+def _is_folder(entry: os.DirEntry) -> bool:
+    """Whether an entry is a folder, through symlinks; one that cannot be looked at is not."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 def parse_shard(text: str) -> tuple[int, int]:

@@ -25,7 +25,7 @@ from torch import nn
 
 from . import MgcError, first_line
 from .audio import SAMPLE_RATE
-from .files import check_output_file, write_atomic
+from .files import check_outputs, write_atomic
 from .models import build
 from .models.musicnn import ensemble_of
 from .novelty import NoveltyScale
@@ -68,13 +68,21 @@ def load_checkpoint(path: str | Path) -> dict:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise MgcError(f"{path}: not a readable checkpoint ({first_line(error)})") from None
+        raise MgcError(f"{path}: not a readable checkpoint ({load_reason(error)})") from None
     required = {"format", "model", "config", "labels", "audio", "state_dict"}
     if not isinstance(checkpoint, dict) or not required <= set(checkpoint) or checkpoint["format"] != FORMAT:
         raise MgcError(f"{path}: not an mgcli checkpoint")
     if checkpoint["audio"]["sample_rate"] != SAMPLE_RATE:
         raise MgcError(f"{path}: made for {checkpoint['audio']['sample_rate']} Hz audio, mgcli uses {SAMPLE_RATE}")
     return checkpoint
+
+
+def load_reason(error: Exception) -> str:
+    """Why torch.load refused a file, in one line: for a pickle that holds code or objects, the line
+    naming them, which follows torch's paragraph about its defaults (and its advice to load the file
+    unchecked, which mgc never gives)."""
+    named = [line for line in str(error).splitlines() if "GLOBAL" in line or "Unsupported" in line]
+    return first_line(named[0] if named else error)
 
 
 def _check_crcs(path: Path) -> None:
@@ -137,7 +145,7 @@ def ensemble_checkpoint(paths: list[str | Path]) -> dict:
 
 def ensemble(members: list[str | Path], out_file: str | Path) -> dict:
     """`mgc ensemble`: write the musicnn-ensemble checkpoint of `members` (see `ensemble_checkpoint`) to `out_file`."""
-    check_output_file(out_file)
+    check_outputs([out_file], members)
     checkpoint = ensemble_checkpoint(members)
     save_checkpoint(checkpoint, out_file)
     return checkpoint

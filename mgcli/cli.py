@@ -34,8 +34,42 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+class _Stdout(io.TextIOBase):
+    """Standard output as `out` writes it (whatever sys.stdout is then: a test captures it). It is an
+    output too: a write that fails (`> /dev/full`, a closed pipe) ends the run in one line, exit 2, and
+    descriptor 1 goes to /dev/null, so that nothing is tried there again as Python exits."""
+
+    def write(self, text: str) -> int:
+        return self._tried(lambda: sys.stdout.write(text))
+
+    def flush(self) -> None:
+        self._tried(sys.stdout.flush)
+
+    def isatty(self) -> bool:
+        return sys.stdout.isatty()
+
+    def fileno(self) -> int:
+        return sys.stdout.fileno()
+
+    @property
+    def encoding(self) -> str:
+        return sys.stdout.encoding
+
+    def _tried(self, write):
+        try:
+            return write()
+        except OSError as error:
+            with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                os.close(devnull)
+            raise MgcError(f"standard output: cannot write it ({error.strerror or error})") from None
+
+
 # markup=False: what these print (file names, labels, messages) is text; "Björk [live].ogg" is no Rich markup.
-out = Console(soft_wrap=True, markup=False)
+out = Console(file=_Stdout(), soft_wrap=True, markup=False)
 err = Console(stderr=True, soft_wrap=True, markup=False)
 
 Device = Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")]
@@ -64,17 +98,23 @@ Cache = Annotated[Optional[Path], typer.Option(help="Where to cache decoded audi
 
 
 class _Terminated(BaseException):
-    """SIGTERM, raised where the program is, so that it ends as after Ctrl-C: outputs closed, nothing torn."""
+    """SIGTERM or SIGHUP, raised where the program is, so that it ends as after Ctrl-C: outputs closed, nothing torn."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
 
 
 def _terminate(signum: int, frame) -> None:
-    raise _Terminated
+    raise _Terminated(signum)
+
+
+ENDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # a kill, a closed terminal
 
 
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2 (1 for an audio file that
-    cannot be decoded, as in a batch run), never a traceback. Ctrl-C exits 130, SIGTERM 143."""
-    on_sigterm = signal.signal(signal.SIGTERM, _terminate)
+    cannot be decoded, as in a batch run), never a traceback. Ctrl-C exits 130, SIGTERM 143, SIGHUP 129."""
+    previous = {signum: signal.signal(signum, _terminate) for signum in ENDING_SIGNALS}
     try:
         with _without_c_chatter():
             app()
@@ -87,11 +127,12 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
-    except _Terminated:
+    except _Terminated as ended:
         err.print("terminated")
-        sys.exit(128 + signal.SIGTERM)
+        sys.exit(128 + ended.signum)
     finally:
-        signal.signal(signal.SIGTERM, on_sigterm)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 @contextlib.contextmanager
@@ -585,9 +626,15 @@ def explain(
 ) -> None:
     """Show where a model hears a genre: Grad-CAM and integrated gradients over the whole track (needs mgcli\\[plot])."""
     options = dict(locals())  # the parameters, named as the library call's keywords
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
     from .explain.explain import explain as explain_track
 
-    explanation = explain_track(**options)
+    # A long track takes minutes (each clip costs about steps + 2 forward and backward passes): say how far it is.
+    with Progress(TextColumn("explaining clips"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=err, transient=True) as progress:
+        task = progress.add_task("clips", total=None)
+        explanation = explain_track(**options, on_clip=lambda done, total: progress.update(task, completed=done, total=total))
     out.print(f"{file}: {explanation.label} explained over {len(explanation.timeline)} clips → {out_png}", highlight=False)
 
 

@@ -19,6 +19,20 @@ def cpu_sample() -> tuple[float, float, float] | None:
     return (sum(ticks[:8]) - idle) / tick, times.user + times.system, time.monotonic()
 
 
+def machine_cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def engine_threads(since: tuple[float, float, float] | None) -> int:
+    """An engine's intra-op threads: OMP_NUM_THREADS when set, but no more than the machine's cores
+    (1,000 threads on 2 cores took 44 s where 2 took 0.3 s), else the cores idle since `since`."""
+    try:
+        return max(1, min(int(os.environ["OMP_NUM_THREADS"]), machine_cores()))
+    except (KeyError, ValueError):
+        return idle_cores(since)
+
+
 def idle_cores(since: tuple[float, float, float] | None) -> int:
     """How many of this machine's cores other processes left idle since `since` (at least 1).
 
@@ -27,7 +41,7 @@ def idle_cores(since: tuple[float, float, float] | None) -> int:
     90-225 ms per clip there (bbnn, measured for issue 16), while one thread took 45 ms. So mgcli uses the cores it finds
     free. Its own CPU time in the window is not counted as busy.
     """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = machine_cores()
     now = cpu_sample()
     if since is None or now is None or now[2] - since[2] < 0.02:
         return cores

@@ -34,7 +34,7 @@ from torch import nn
 
 from . import MgcError, __version__, first_line
 from .audio import SAMPLE_RATE
-from .files import check_output_file, write_atomic
+from .files import check_outputs, write_atomic
 from .models.sinc import SincConv
 from .onnx_engine import INPUT_NAME, OUTPUT_NAME, TAGS_OUTPUT_NAME, file_sha256
 from .shipped import default_weights
@@ -174,8 +174,8 @@ def save_torchscript(network: nn.Module, example: torch.Tensor, metadata: dict[s
 def export_checkpoint(weights: str | Path | None, fmt: str, out_file: str | Path) -> GenreModel:
     """`mgc export`: the checkpoint `weights` (None or "default": the shipped weights) as an
     ONNX or TorchScript file `out_file`. Returns the model exported."""
-    check_output_file(out_file)
     path = default_weights() if weights in (None, "default") else Path(weights)
+    check_outputs([out_file], [path])  # its twin is no input here: exporting one is how it is made
     model = load_torch_model(path, "cpu")
     export_model(model, fmt, out_file, file_sha256(path))
     return model

@@ -21,7 +21,7 @@ from typing import Protocol
 import numpy as np
 
 from . import MgcError
-from .audio import DEFAULT_HOP_SECONDS, AudioError, DecodeNotes, stream
+from .audio import DEFAULT_HOP_SECONDS, SAMPLE_RATE, AudioError, DecodeNotes, stream
 from .calibration import calibrate
 from .clips import ClipOutputs, hop_samples, iter_spans, span_clips
 from .novelty import NoveltyScale
@@ -75,7 +75,7 @@ def load_model(weights: str | Path | None = None, device: str = "auto", engine: 
     path = Path(weights) if weights else default_weights()
     if path.suffix == ".onnx" or engine == "onnx":
         if engine == "torch":
-            raise MgcError(f"{path}: an ONNX file runs on --engine onnx or auto; --engine torch needs its .pt checkpoint")
+            raise MgcError(f"{path}: an ONNX file, and this needs the PyTorch network: give its .pt checkpoint")
         if device not in ("auto", "cpu"):
             raise MgcError(f"the ONNX engine runs on the CPU; --device {device} needs --engine torch and a .pt checkpoint")
     if path.suffix == ".onnx":
@@ -93,6 +93,19 @@ def load_model(weights: str | Path | None = None, device: str = "auto", engine: 
     from .torch_engine import load_torch_model
 
     return load_torch_model(path, device)
+
+
+def refuse_tagger(model: Model, source: str | Path | None) -> None:
+    """Refuse a tagger where a genre classifier is needed: a sigmoid per tag is no genre probability."""
+    if model.is_tagger:
+        raise MgcError(f"{source}: a tagger ({len(model.labels)} tags), not a genre classifier: use `mgc tags`")
+
+
+def model_files(weights: str | Path) -> list[Path]:
+    """The files a model is read from: its checkpoint or ONNX file and the ONNX twin beside it
+    (X.onnx beside X.pt), which the engine may run instead (onnx_engine.load_twin). No output may be one."""
+    path = Path(weights)
+    return [path, path.with_suffix(".onnx")]
 
 
 def _cpu_only(device: str) -> bool:
@@ -144,6 +157,17 @@ def check_aggregation(aggregation: str) -> None:
     """Refuse an unknown aggregation now, before a model is loaded or any audio decoded."""
     if aggregation not in AGGREGATIONS:
         raise MgcError(f"unknown aggregation {aggregation!r} (use {', '.join(AGGREGATIONS)})")
+
+
+# Clips per forward pass, at most: a pass holds its clips' audio and activations at once, so memory
+# grows with the batch (a batch of 10^9 took 17 GB on a 30-min file, which it read as one span).
+MAX_BATCH_SIZE = 256
+
+
+def check_batch_size(batch_size: int | None) -> None:
+    """Refuse a batch (None: the model's own) that would ask for memory without bound, before any work."""
+    if batch_size is not None and not 1 <= batch_size <= MAX_BATCH_SIZE:
+        raise MgcError(f"--batch-size must be 1 to {MAX_BATCH_SIZE} clips per pass, not {batch_size:,}: memory grows with it")
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -300,7 +324,7 @@ def _decoded_ahead(
                 error = str(failure)
             except Exception as failure:  # reported per file: one bad file must not stop a folder
                 error = f"{path}: {type(failure).__name__}: {failure}"
-            put((index, None, 0, (error, notes.warning(path))))
+            put((index, None, 0, (error, notes.warning(path, clip_samples / SAMPLE_RATE))))
         put(None)
 
     decoder = threading.Thread(target=decode, daemon=True)

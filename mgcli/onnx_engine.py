@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ import numpy as np
 from . import MgcError, first_line
 from .audio import SAMPLE_RATE
 from .clips import ClipOutputs, span_clips
-from .cores import cpu_sample, idle_cores
+from .cores import cpu_sample, engine_threads
 from .novelty import NoveltyScale
 
 INPUT_NAME = "waveform"  # the exported graph's input and output names
@@ -66,7 +65,8 @@ def load_onnx_model(path: str | Path) -> OnnxModel:
     """Open an ONNX file written by `mgc export` in an onnxruntime session on the CPU.
 
     Its threads are the cores that other processes left idle while it loaded (importing
-    onnxruntime is part of that window; see cores.idle_cores), or OMP_NUM_THREADS.
+    onnxruntime is part of that window; see cores.idle_cores), or OMP_NUM_THREADS (which
+    onnxruntime does not read itself) up to the machine's cores.
     """
     before = cpu_sample()
     import onnxruntime
@@ -75,7 +75,7 @@ def load_onnx_model(path: str | Path) -> OnnxModel:
     if not path.is_file():
         raise MgcError(f"{path}: no such ONNX file")
     options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = _threads(before)
+    options.intra_op_num_threads = engine_threads(before)
     options.inter_op_num_threads = 1
     # A fine-tuned musicnn ran 35x slower on denormal floats: flush them, as the PyTorch engine does.
     options.add_session_config_entry("session.set_denormal_as_zero", "1")
@@ -103,15 +103,19 @@ def load_onnx_model(path: str | Path) -> OnnxModel:
 
 
 def load_twin(checkpoint: Path) -> tuple[OnnxModel | None, str]:
-    """The ONNX twin of `checkpoint` (the same name with .onnx), when it is there and was exported
-    from the checkpoint as it is now; else None and, in one line, why not."""
+    """The ONNX twin of `checkpoint` (the same name with .onnx), when it is there, readable and
+    exported from the checkpoint as it is now; else None and, in one line, why not (a damaged
+    twin too: the checkpoint still runs on PyTorch)."""
     twin = checkpoint.with_suffix(".onnx")
     export = f"`mgc export {checkpoint} --format onnx --out {twin}`"
     if not checkpoint.is_file():
         return None, f"{checkpoint}: no such checkpoint"
     if not twin.is_file():
         return None, f"{checkpoint} has no ONNX file ({twin.name}); make one with {export}"
-    model = load_onnx_model(twin)
+    try:
+        model = load_onnx_model(twin)
+    except MgcError as error:
+        return None, f"{error}; export it again with {export}"
     if model.checkpoint_sha256 != file_sha256(checkpoint):
         return None, f"{twin} was not exported from {checkpoint} as it is now; export it again with {export}"
     return model, ""
@@ -119,11 +123,3 @@ def load_twin(checkpoint: Path) -> tuple[OnnxModel | None, str]:
 
 def file_sha256(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def _threads(before: tuple[float, float, float] | None) -> int:
-    """onnxruntime's intra-op threads: OMP_NUM_THREADS when set (it does not read it itself), else the idle cores."""
-    try:
-        return max(1, int(os.environ["OMP_NUM_THREADS"]))
-    except (KeyError, ValueError):
-        return idle_cores(before)

@@ -9,19 +9,25 @@ show progress. A file that fails is a result with an error, never the end of the
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from . import MgcError, inference
 from .audio import DEFAULT_HOP_SECONDS, SAMPLE_RATE
 from .catalogue import find_audio, parse_shard, shard_files
 from .clips import hop_samples
-from .files import check_output_file, check_outputs_apart
-from .inference import Model, TrackResult, check_aggregation, classify_files, load_model
+from .files import check_outputs
+from .inference import (
+    Model, TrackResult, check_aggregation, check_batch_size, classify_files, load_model, model_files, refuse_tagger,
+)
+from .shipped import DEFAULT_TAGGER, default_weights
 from .tags import load_tagger, tag_files
-from .writers import CsvWriter, TimelineCsvWriter, earlier_records, result_dict, tags_dict, write_json
+from .writers import CsvWriter, JsonWriter, TimelineCsvWriter, check_replaceable, earlier_records, result_dict, tags_dict
 
 
 @dataclass
@@ -68,28 +74,39 @@ def predict_paths(
         raise MgcError(f"--unknown-above must be a novelty from 0 to 1, not {unknown_above:g}")
     if timeline_csv and skip_existing:
         raise MgcError("--timeline-csv cannot resume; leave out --skip-existing or write the timeline in a run of its own")
-    files = _files(paths, weights, hop_seconds, (csv, json_out, timeline_csv, timeline_png), shard)
+    if skip_existing and overwrite:
+        raise MgcError("--skip-existing keeps the CSV's rows and --overwrite replaces them: pass one of them")
+    files = _files(paths, weights or default_weights(), hop_seconds, batch_size, (csv, json_out, timeline_csv, timeline_png), shard)
     if timeline_png:
         from .explain.plot import draw_timeline, require_matplotlib
 
         require_matplotlib()
         if len(files) != 1:
             raise MgcError(f"--timeline-png draws one track, and {len(files)} files were given")
+    if not skip_existing:
+        check_replaceable(csv, overwrite, resumable=True)
+    check_replaceable(timeline_csv, overwrite, resumable=False)
     earlier = earlier_records(json_out) if json_out and skip_existing else []  # a resumed run keeps them
     model = load_model(weights, device, engine)
-    if model.is_tagger:
-        raise MgcError(f"{weights}: a tagger ({len(model.labels)} tags), not a genre classifier: use `mgc tags`")
+    refuse_tagger(model, weights)
     if unknown_above is not None and model.novelty is None:
         raise MgcError(f"{weights or 'the default'}: gives no novelty score, so --unknown-above cannot apply "
                        "(a musicnn that keeps its tagger, calibrated with `mgc calibrate`, gives one)")
-    rows = CsvWriter(csv, model.labels, skip_existing, overwrite, novelty=True, unknown_above=unknown_above) if csv else None
-    try:
-        clip_rows = TimelineCsvWriter(timeline_csv, model.labels, overwrite) if timeline_csv else None
-    except BaseException:
-        if rows:
-            rows.close()
-        raise
-    todo = [f for f in files if rows is None or not rows.is_done(f)]
+    with contextlib.ExitStack() as opening:  # a writer that fails to open closes those opened before it
+        rows = opening.enter_context(contextlib.closing(CsvWriter(
+            csv, model.labels, skip_existing, overwrite, novelty=True, unknown_above=unknown_above, retried=files
+        ))) if csv else None
+        clip_rows = opening.enter_context(contextlib.closing(
+            TimelineCsvWriter(timeline_csv, model.labels, overwrite)
+        )) if timeline_csv else None
+        if rows and rows.sample:
+            _check_same_model(rows, model, hop_seconds, aggregation, batch_size)
+        todo = [f for f in files if not (rows and rows.is_done(f))]
+        tagged_now = {os.path.realpath(f) for f in todo}
+        records = opening.enter_context(contextlib.closing(JsonWriter(
+            json_out, [r for r in earlier if os.path.realpath(r["path"]) not in tagged_now]
+        ))) if json_out else None
+        writers = opening.pop_all()
 
     def clips_of(result: TrackResult) -> list[dict]:
         return inference.timeline(
@@ -97,30 +114,39 @@ def predict_paths(
         )
 
     def results() -> Iterator[TrackResult]:
-        done = []
-        try:
+        first = None
+        with writers:
             for result in classify_files(model, todo, hop_seconds, aggregation, batch_size):
+                if records:  # before its row: a file the CSV has finished is in the JSON too, however the run ends
+                    records.write(result_dict(
+                        result, model.labels, top_k, clips_of(result) if timeline and not result.error else None, unknown_above
+                    ))
                 if rows:
                     rows.write(result)
                 if clip_rows and not result.error:
                     clip_rows.write(result.path, clips_of(result))
-                done.append(result)
+                first = first or result
                 yield result
-        finally:
-            for writer in (rows, clip_rows):
-                if writer:
-                    writer.close()
-        if json_out:
-            tagged_now = {os.path.realpath(f) for f in todo}
-            kept = [r for r in earlier if os.path.realpath(r["path"]) not in tagged_now]
-            write_json(json_out, kept + [
-                result_dict(r, model.labels, top_k, clips_of(r) if timeline and not r.error else None, unknown_above)
-                for r in done
-            ])
-        if timeline_png and done and not done[0].error:
-            draw_timeline(timeline_png, clips_of(done[0]), model.labels, Path(done[0].path).name)
+        if timeline_png and first and not first.error:
+            draw_timeline(timeline_png, clips_of(first), model.labels, Path(first.path).name)
 
     return Run(model, files, todo, results(), clips_of)
+
+
+# How far a finished file's probabilities may move when it is tagged again: its row rounds them
+# to 4 decimals, and the engines agree within 1e-4.
+SAME_MODEL_TOLERANCE = 5e-4
+
+
+def _check_same_model(rows: CsvWriter, model: Model, hop_seconds: float, aggregation: str, batch_size: int | None) -> None:
+    """Refuse to resume a CSV that another model, or other settings, wrote (the CSV's columns name
+    the labels, not the model): one finished file is tagged again, and must give its row's
+    probabilities. A file no longer there proves nothing, and is let be."""
+    path, written = rows.sample
+    [result] = classify_files(model, [path], hop_seconds, aggregation, batch_size)
+    if result.probabilities is not None and np.abs(result.probabilities - written).max() > SAME_MODEL_TOLERANCE:
+        raise MgcError(f"{rows.path}: its rows were written by another model or with another --hop or --aggregate "
+                       f"({path} now gives other probabilities); resume it with those, or write a new CSV")
 
 
 def tag_paths(
@@ -135,39 +161,40 @@ def tag_paths(
     engine: str = "auto",
 ) -> Run:
     """musicnn's tags of the audio files in `paths`, written to `csv` and `json_out` (see `predict_paths`)."""
-    files = _files(paths, weights, hop_seconds, (csv, json_out), None)
+    files = _files(paths, weights or DEFAULT_TAGGER, hop_seconds, batch_size, (csv, json_out), None)
+    check_replaceable(csv, overwrite, resumable=False)
     model = load_tagger(weights, device, engine)
-    rows = CsvWriter(csv, model.labels, overwrite=overwrite, top="tag") if csv else None
+    with contextlib.ExitStack() as opening:  # a writer that fails to open closes the one opened before it
+        rows = opening.enter_context(contextlib.closing(
+            CsvWriter(csv, model.labels, overwrite=overwrite, top="tag")
+        )) if csv else None
+        records = opening.enter_context(contextlib.closing(JsonWriter(json_out))) if json_out else None
+        writers = opening.pop_all()
 
     def results() -> Iterator[TrackResult]:
-        done = []
-        try:
+        with writers:
             for result in tag_files(model, files, hop_seconds, batch_size):
+                if records:
+                    records.write(tags_dict(result, model.labels))
                 if rows:
                     rows.write(result)
-                done.append(result)
                 yield result
-        finally:
-            if rows:
-                rows.close()
-        if json_out:
-            write_json(json_out, [tags_dict(r, model.labels) for r in done])
 
     return Run(model, files, files, results())
 
 
 def _files(
-    paths: Iterable[str | Path], weights: str | Path | None, hop_seconds: float, outputs: tuple, shard: str | None
+    paths: Iterable[str | Path], weights: str | Path, hop_seconds: float, batch_size: int | None, outputs: tuple,
+    shard: str | None,
 ) -> list[Path]:
-    """The audio files to run on, once the hop and every output are known to be good (and apart from the inputs)."""
+    """The audio files to run on, once the hop, the batch and every output are known to be good (and
+    apart from the inputs: the files and the model's, `weights` and its twin)."""
     paths = list(paths)
     hop_samples(hop_seconds)  # these refuse bad input now, not after hours of tagging
-    for output in outputs:
-        if output:
-            check_output_file(output)
+    check_batch_size(batch_size)
     shard_index, shard_count = parse_shard(shard) if shard else (0, 1)
     files = find_audio(paths)
     if not files:
         raise MgcError("no audio files found in " + ", ".join(map(str, paths)))
-    check_outputs_apart(outputs, [*files, *([weights] if weights else [])])
+    check_outputs(outputs, [*files, *model_files(weights)])
     return shard_files(files, paths, shard_index, shard_count)

@@ -8,7 +8,6 @@ use this engine; predict and tags use it on CUDA and for checkpoints without an 
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ import torch
 from . import MgcError
 from .checkpoint import load_checkpoint, network_from_checkpoint, novelty_of, temperatures_of
 from .clips import ClipOutputs, span_clips
-from .cores import cpu_sample, idle_cores
+from .cores import cpu_sample, engine_threads
 from .models.base import GenreNetwork
 from .novelty import NoveltyScale
 
@@ -129,10 +128,10 @@ def load_torch_model(path: str | Path, device: str = "auto") -> GenreModel:
     """Load a classifier from a checkpoint file.
 
     On the CPU it also sets torch's thread count to the cores that other processes left idle
-    while it loaded (see cores.idle_cores), unless OMP_NUM_THREADS says otherwise.
+    while it loaded (see cores.idle_cores), or OMP_NUM_THREADS up to the machine's cores.
     """
     before = cpu_sample()
     model = model_from_checkpoint(load_checkpoint(path), pick_device(device), str(path))
-    if model.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(idle_cores(before))
+    if model.device.type == "cpu":
+        torch.set_num_threads(engine_threads(before))
     return model

@@ -111,7 +111,7 @@ def test_a_stale_twin_is_never_run(exported, tmp_path, capsys):
 @pytest.mark.parametrize("args, message", [
     (["--engine", "onnx"], "has no ONNX file"),
     (["--engine", "fast"], "unknown engine 'fast'"),
-    (["--engine", "torch", "--weights", "ONNX"], "--engine torch needs its .pt"),
+    (["--engine", "torch", "--weights", "ONNX"], "needs the PyTorch network: give its .pt checkpoint"),
     (["--device", "cuda", "--weights", "ONNX"], "the ONNX engine runs on the CPU"),
 ])
 def test_engine_choices_refused_in_one_line(trained_run, exported, tmp_path, capsys, args, message):

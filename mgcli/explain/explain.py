@@ -23,13 +23,17 @@ from .. import MgcError
 from ..audio import SAMPLE_RATE, load
 from ..calibration import calibrate
 from ..clips import cut_clips
-from ..files import check_output_file, check_outputs_apart
-from ..inference import aggregate, load_model, timeline, track_outputs
+from ..files import check_outputs
+from ..inference import aggregate, load_model, model_files, refuse_tagger, timeline, track_outputs
 from ..models.base import TIME_BY_BANDS, WAVEFORM, ExplainedInput, FeatureMap
+from ..shipped import default_weights
 from ..torch_engine import GenreModel
 from .plot import draw_explanation, require_matplotlib
 from .results import Explanation, InputExplanation
 
+# Integrated gradients' steps run as one batch, so memory grows with them; their estimate changes
+# little past a few hundred.
+MAX_STEPS = 1024
 WAVEFORM_FRAME = 256  # samples per frame of a waveform's maps: 16 ms, musicnn's hop
 
 # The track's genre probabilities are predict's default: the mean of the clips' softmax, calibrated.
@@ -44,13 +48,17 @@ def explained_inputs(model: GenreModel) -> list[ExplainedInput]:
     return inputs
 
 
-def explain_file(model: GenreModel, path: str | Path, label: str | None = None, steps: int = 16) -> Explanation:
+def explain_file(
+    model: GenreModel, path: str | Path, label: str | None = None, steps: int = 16,
+    on_clip: Callable[[int, int], None] | None = None,
+) -> Explanation:
     """Grad-CAM and integrated gradients for `label` (default: the track's predicted genre) over a whole file.
 
     The track is cut into back-to-back clips, so their maps tile its time axis. The predicted
     genre is predict's default decision at that hop (mean of the clips' probabilities); its
     probability is calibrated as predict's is. Cost per clip: one forward and backward pass for
-    Grad-CAM, and one on a batch of `steps` inputs for integrated gradients.
+    Grad-CAM, and one on a batch of `steps` inputs for integrated gradients; `on_clip(done, total)`
+    hears of every clip as it is done (a 10-min track is 200 clips of the default model: minutes).
     """
     inputs = explained_inputs(model)
     if label is not None and label not in model.labels:
@@ -60,10 +68,12 @@ def explain_file(model: GenreModel, path: str | Path, label: str | None = None, 
     logits = track_outputs(model, [wave], hop).logits
     probabilities = calibrate(aggregate(logits, AGGREGATION), model.temperatures.get(AGGREGATION, 1.0))
     target = model.labels.index(label) if label else int(np.argmax(probabilities))
-    per_clip = [
-        _explain_clip(model.network, inputs, torch.from_numpy(clip).to(model.device), target, steps)
-        for clip in cut_clips(wave, model.clip_samples, hop)
-    ]
+    clips = cut_clips(wave, model.clip_samples, hop)
+    per_clip = []
+    for done, clip in enumerate(clips, start=1):
+        per_clip.append(_explain_clip(model.network, inputs, torch.from_numpy(clip).to(model.device), target, steps))
+        if on_clip:
+            on_clip(done, len(clips))
     explained = []
     for i, item in enumerate(inputs):
         image, attribution = (np.concatenate([clip[i][k] for clip in per_clip], axis=1) for k in (0, 2))
@@ -192,12 +202,15 @@ def _hooks(modules: list[nn.Module], hook: Callable) -> Iterator[None]:
 
 def explain(
     file: str | Path, out_png: str | Path, weights: str | Path | None = None, label: str | None = None,
-    steps: int = 16, device: str = "auto",
+    steps: int = 16, device: str = "auto", on_clip: Callable[[int, int], None] | None = None,
 ) -> Explanation:
-    """`mgc explain`: `explain_file` drawn as a PNG (needs mgcli[plot])."""
+    """`mgc explain`: `explain_file` drawn as a PNG (needs mgcli[plot]); `on_clip` as there."""
     require_matplotlib()
-    check_output_file(out_png)
-    check_outputs_apart([out_png], [file, *([weights] if weights else [])])
-    explanation = explain_file(load_model(weights, device, engine="torch"), file, label, steps)
+    if not 1 <= steps <= MAX_STEPS:
+        raise MgcError(f"--steps must be 1 to {MAX_STEPS:,}, not {steps:,}: the steps of a clip run as one batch")
+    check_outputs([out_png], [file, *model_files(weights or default_weights())])
+    model = load_model(weights, device, engine="torch")
+    refuse_tagger(model, weights or default_weights())
+    explanation = explain_file(model, file, label, steps, on_clip)
     draw_explanation(out_png, explanation)
     return explanation

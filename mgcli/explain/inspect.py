@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -144,6 +145,8 @@ def inspect(
     Returns the files written."""
     if start is not None and audio is None:
         raise MgcError("--start places the --audio clip: give --audio FILE too")
+    if start is not None and not 0 <= start < math.inf:
+        raise MgcError(f"--start must be a number of seconds, at least 0, not {start}")
     require_matplotlib()
     check_output_folder(out_dir)
     model = load_model(weights, "cpu", engine="torch")
@@ -154,6 +157,7 @@ def inspect(
             f"{weights}: {model.name} has no sinc filters to draw, nor learned (time x band) front-end filters; "
             "pass --audio FILE for its spectrograms"
         )
+    clip = clip_spectrograms(model, audio, start) if audio else None  # refused (a --start past the end) before any file is drawn
     out_dir = Path(out_dir)
     written = []
     if banks:
@@ -163,8 +167,7 @@ def inspect(
     if front_end:
         written.append(out_dir / "front-end-filters.png")
         draw_filter_banks(written[-1], front_end)
-    if audio:
-        clip = clip_spectrograms(model, audio, start)
+    if clip:
         if clip.learned is None:
             notify(f"{model.name} has no multi-scale sinc front end: spectrograms.png shows the hand-made spectrograms only")
         written.append(out_dir / "spectrograms.png")

@@ -10,6 +10,7 @@ Every picture has a fixed size, in pixels (width, height) at DPI dots per inch, 
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,7 @@ import numpy as np
 
 from .. import MgcError
 from ..audio import SAMPLE_RATE, hz_to_mel, mel_to_hz
+from ..files import write_atomic
 from .results import ClipSpectrograms, Explanation, FilterBank, InputExplanation, SincFilters
 
 if TYPE_CHECKING:
@@ -294,9 +296,10 @@ def _figure(pixels: tuple[int, int]) -> Figure:
 
 
 def _save(figure: Figure, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=DPI, format="png")
+    with warnings.catch_warnings():
+        # Labels in a script the font lacks (CJK) are drawn as boxes; a warning per glyph would only be noise.
+        warnings.filterwarnings("ignore", message="Glyph .* missing from", category=UserWarning)
+        write_atomic(path, lambda tmp: figure.savefig(tmp, dpi=DPI, format="png"))
 
 
 def _image(ax: Axes, values: np.ndarray, extent: tuple, cmap: str = "magma", colour_range: tuple | None = None):

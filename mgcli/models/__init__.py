@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from typing import Any
 
 import torch
 from torch import nn
 
-from mgcli import MgcError
+from mgcli import MgcError, first_line
 from mgcli.audio import SAMPLE_RATE
 from mgcli.models.base import GenreNetwork
 from mgcli.models.broadcast import BBNN, BBNNConfig, Broadcast, BroadcastConfig
@@ -56,10 +57,19 @@ MODELS: dict[str, tuple[type, type[GenreNetwork]]] = {
 }
 
 
+# Every size a config gives (bands, filters, channels, samples) is a whole number from 1 to this:
+# more than any layer or clip needs (a 65-s clip), and less than a size that asks for all the memory.
+MAX_SIZE = 2**20
+# A network of more parameters and buffers than this (1.6 GB of float32) is refused before it is built:
+# the largest in the zoo at its defaults (sincnet) holds 16.4 million.
+MAX_NETWORK_NUMBERS = 400_000_000
+
+
 def make_config(name: str, **overrides) -> Any:
     """The config dataclass of model `name` with `overrides` applied.
 
-    MgcError for an unknown name or key, and for a sample_rate other than mgcli's SAMPLE_RATE.
+    MgcError for an unknown name or key, for a value of another type than the field's default
+    (`_check_setting`), and for a sample_rate other than mgcli's SAMPLE_RATE.
     """
     if name not in MODELS:
         raise MgcError(f"unknown model {name!r}; known models: {', '.join(MODELS)}")
@@ -70,11 +80,37 @@ def make_config(name: str, **overrides) -> Any:
         raise MgcError(f"unknown config key(s) {', '.join(unknown)} for model {name}; valid: {', '.join(fields)}")
     # Overrides may come from JSON, which has no tuples: lists become tuples.
     values = {key: tuple(value) if isinstance(value, list) else value for key, value in overrides.items()}
+    defaults = config_class()
+    for key, value in values.items():
+        _check_setting(name, key, value, getattr(defaults, key))
     config = config_class(**values)
     # The field stays (checkpoints carry it), but every clip reaches a model resampled to SAMPLE_RATE.
     if "sample_rate" in fields and config.sample_rate != SAMPLE_RATE:
         raise MgcError(f"sample_rate must be {SAMPLE_RATE}: mgcli resamples all audio to {SAMPLE_RATE} Hz")
     return config
+
+
+def _check_setting(name: str, key: str, value: Any, default: Any) -> None:
+    """Refuse a setting of another type than its default's (a text for a number, a fraction for a
+    size) or out of range: sizes are whole numbers from 1 to MAX_SIZE, other numbers finite and >= 0."""
+    def refuse(wanted: str) -> None:
+        raise MgcError(f"model {name}: {key} must be {wanted}, not {value!r}")
+
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            refuse("true or false")
+    elif isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SIZE:
+            refuse(f"a whole number from 1 to {MAX_SIZE:,}")
+    elif isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+            refuse("a finite number, at least 0")
+    elif isinstance(default, str):
+        if not isinstance(value, str):
+            refuse("a text")
+    elif isinstance(default, tuple):
+        if not value or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_SIZE for v in value):
+            refuse(f"a list of whole numbers from 1 to {MAX_SIZE:,}")
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
@@ -96,6 +132,15 @@ def build(name: str, **overrides) -> GenreNetwork:
     """A freshly initialised model `name`; build(name, **dataclasses.asdict(model.config)) rebuilds its architecture."""
     config = make_config(name, **overrides)
     _, model_class = MODELS[name]
+    try:
+        with torch.device("meta"):  # shapes only: settings that cannot make a network fail here, at no cost
+            shape = model_class(config)
+        numbers = sum(t.numel() for t in (*shape.parameters(), *shape.buffers()))
+    except (ValueError, RuntimeError) as error:
+        raise MgcError(f"model {name}: these settings make no network ({first_line(error)})") from None
+    if numbers > MAX_NETWORK_NUMBERS:
+        raise MgcError(f"model {name}: these settings make a network of {numbers:,} numbers, "
+                       f"more than the {MAX_NETWORK_NUMBERS:,} mgc builds")
     return model_class(config)
 
 

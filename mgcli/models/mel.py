@@ -8,11 +8,13 @@ import torch
 from torch import Tensor, nn
 from torchaudio.transforms import MelSpectrogram
 
+from mgcli import MgcError
 from mgcli.audio import CLIP_SAMPLES, SAMPLE_RATE
 from mgcli.models.base import BANDS_BY_TIME, ExplainedInput, FeatureMap, GenreNetwork
 from mgcli.models.resnet import ClassifierHead, ResNet18, SpatialPyramidPool, load_torchvision_resnet18
 from mgcli.models.sinc import WaveformNorm
 
+MAX_FILTERBANK = 2**24  # numbers in a mel filterbank (64 MB); 1,024 bands of a 16,384-point FFT take half
 LOG_FLOOR = 1e-6  # added to the mel power before the log, so silence stays finite
 
 
@@ -25,6 +27,9 @@ class LogMel(nn.Module):
 
     def __init__(self, sample_rate: int = SAMPLE_RATE, n_fft: int = 512, hop_length: int = 128, n_mels: int = 128):
         super().__init__()
+        if n_mels * (n_fft // 2 + 1) > MAX_FILTERBANK:  # built on the CPU below, even for a meta-device build
+            raise MgcError(f"a mel filterbank of {n_mels:,} bands by {n_fft // 2 + 1:,} frequencies is too large to build "
+                           f"(at most {MAX_FILTERBANK:,} numbers): lower n_mels or n_fft")
         # torchaudio checks its filterbank for empty bands with a data-dependent test that fails on
         # the meta device; the filterbank and window are constants, so they are always built on the CPU.
         with torch.device("cpu"):

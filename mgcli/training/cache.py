@@ -45,7 +45,8 @@ def preprocess(
     """Decode every track once into `out` (16 kHz int16 .npy + index.json); reuse what is there.
 
     Undecodable files are listed in the report and the index, never fatal. The index is
-    rewritten atomically after every track, so an interrupted run loses nothing.
+    rewritten atomically after every track, so an interrupted run loses nothing; until the
+    last track it says the cache is incomplete, which `read_cache` refuses.
     `on_track(done, total)` hears of every track as it is done.
     """
     out = Path(out)
@@ -58,7 +59,7 @@ def preprocess(
     for done, track in enumerate(tracks, start=1):
         stamp = _source_stamp(track.path)
         entry = known.get(track.path)
-        if stamp and entry and entry["stamp"] == stamp and (out / entry["cache_file"]).is_file():
+        if stamp and entry and entry["stamp"] == stamp and _whole(out / entry["cache_file"], entry["samples"]):
             report.reused += 1
         else:
             try:
@@ -75,21 +76,39 @@ def preprocess(
             report.cached += 1
         entries[track.path] = {**entry, "key": track.key, "label": track.label, "split": track.split}
         # Until the run ends, keep the entries not yet revisited: they are still valid cache.
-        _write_index(out, list({**known, **entries}.values()), failed)
+        _write_index(out, list({**known, **entries}.values()), failed, complete=False)
         if on_track:
             on_track(done, len(tracks))
-    _write_index(out, list(entries.values()), failed)
+    _write_index(out, list(entries.values()), failed, complete=True)
     return report
 
 
 def read_cache(cache: str | Path) -> list[Track]:
-    """The tracks of a cache folder, each pointing at its decoded audio."""
+    """The tracks of a cache folder, each pointing at its decoded audio. A cache that an interrupted
+    preprocess left incomplete, or whose decoded audio is missing or cut short, is refused: it
+    would pass for the whole dataset, or fail hours later."""
     cache = Path(cache)
     index = _read_index(cache)
+    again = f"run `mgc preprocess DATA --out {cache}` on its dataset again"
+    if not index.get("complete", True):  # caches written before this flag were written whole
+        raise MgcError(f"{cache}: an interrupted preprocess left it incomplete "
+                       f"({len(index['tracks'])} tracks so far); {again} to finish it")
+    damaged = [e["cache_file"] for e in index["tracks"] if not _whole(cache / e["cache_file"], e["samples"])]
+    if damaged:
+        raise MgcError(f"{cache}: the decoded audio of {len(damaged)} tracks is missing or damaged "
+                       f"({damaged[0]}); {again} to decode them anew")
     return [
         Track(e["key"], e["path"], e["label"], e["split"], str(cache / e["cache_file"]))
         for e in index["tracks"]
     ]
+
+
+def _whole(cache_file: Path, samples: int) -> bool:
+    """Whether a decoded track's .npy is there and holds all its samples (its header alone is read)."""
+    try:
+        return np.load(cache_file, mmap_mode="r").shape == (samples,)
+    except (OSError, ValueError):
+        return False
 
 
 def load_wave(track: Track) -> np.ndarray:
@@ -133,7 +152,7 @@ def _read_index(cache: Path) -> dict:
     return index
 
 
-def _write_index(cache: Path, entries: list[dict], failed: list[dict]) -> None:
-    index = {"format": CACHE_FORMAT, "sample_rate": SAMPLE_RATE, "tracks": entries, "failed": failed}
+def _write_index(cache: Path, entries: list[dict], failed: list[dict], complete: bool) -> None:
+    index = {"format": CACHE_FORMAT, "sample_rate": SAMPLE_RATE, "tracks": entries, "failed": failed, "complete": complete}
     write_text_atomic(cache / "index.json", json.dumps(index, indent=1))
 

@@ -14,8 +14,8 @@ from ..audio import DEFAULT_HOP_SECONDS
 from ..calibration import calibration_report, fit_temperature
 from ..checkpoint import load_checkpoint, novelty_of, save_checkpoint, temperatures_of
 from ..clips import hop_samples
-from ..files import check_output_file
-from ..inference import AGGREGATIONS, aggregate
+from ..files import check_outputs
+from ..inference import AGGREGATIONS, aggregate, refuse_tagger
 from ..novelty import NOVELTY_THRESHOLD, fit_novelty
 from ..shipped import WEIGHTS_DIR
 from ..torch_engine import model_from_checkpoint, pick_device
@@ -49,7 +49,8 @@ def calibrate(
     or none), "tracks", "failed": [(path, error)]}.
     """
     out_file = Path(out_file or weights)
-    check_output_file(out_file)
+    # The checkpoint itself may be written over: that is the default, and atomic.
+    check_outputs([out_file], [Path(weights).with_suffix(".onnx"), *([copy_from] if copy_from else []), *data, *split_file])
     if copy_from is None and not data:
         raise MgcError("give --data (and --split-file) to fit the temperatures on, or --copy-from a calibrated checkpoint")
     if copy_from is not None and (data or outside):
@@ -60,6 +61,8 @@ def calibrate(
     pair_split_files(data, split_file)
     checkpoint = load_checkpoint(weights)
     result: dict = {"reports": {}, "tracks": 0, "failed": [], "novelty_pass": None}
+    model = model_from_checkpoint(checkpoint, pick_device(device), str(weights))
+    refuse_tagger(model, weights)
     keeps_tagger = bool(checkpoint["config"].get("keep_tagger"))
     novelty = None
     if copy_from is not None:
@@ -73,7 +76,6 @@ def calibrate(
         if keeps_tagger and novelty is None:
             raise MgcError(f"{copy_from}: has no novelty scale for {weights}'s tagger (calibrate a checkpoint that keeps one)")
     else:
-        model = model_from_checkpoint(checkpoint, pick_device(device), str(weights))
         datasets = load_datasets(data, split_file)
         warn_absent(datasets, (split,), notify)
         tracks = [track for dataset in datasets for track in tracks_in_split(dataset, split)]

@@ -12,7 +12,6 @@ is never a class of its own (`genres_of`, `target_names`, `target_masks`).
 
 from __future__ import annotations
 
-import csv
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -22,7 +21,8 @@ import numpy as np
 
 from .. import MgcError
 from ..catalogue import find_audio
-from ..files import check_output_folder
+from ..files import check_output_folder, read_csv_rows
+from ..writers import CSV_COLUMNS
 from .cache import CacheReport, Track, preprocess, read_cache
 
 SPLITS = ("train", "valid", "test")
@@ -70,17 +70,25 @@ def find_tracks(data: str | Path) -> list[Track]:
     return tracks
 
 
+def _read_records(path: Path, columns: tuple[str, ...], what: str) -> list[dict[str, str]]:
+    """The rows of a CSV file with a header naming `columns` (among others), as dicts ("" for a
+    missing cell); `what` the file is, for the one-line refusals."""
+    header, *rows = read_csv_rows(path) or [[]]
+    if not set(columns) <= set(header):
+        raise MgcError(f"{path}: {what} needs a header with columns {','.join(columns)}")
+    if not rows:
+        raise MgcError(f"{path}: {what} with a header and no rows names no tracks")
+    return [dict(zip(header, row + [""] * (len(header) - len(row)))) for row in rows]
+
+
 def _read_manifest(manifest: Path) -> list[Track]:
-    with open(manifest, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows or not {"path", "label"} <= set(rows[0]):
-        raise MgcError(f"{manifest}: a manifest needs a header with columns path,label[,split]")
+    rows = _read_records(manifest, ("path", "label"), "a manifest")
     tracks = []
     for line, row in enumerate(rows, start=2):
         split = (row.get("split") or "").strip()
         if split and split not in SPLITS:
             raise MgcError(f"{manifest}: unknown split {split!r} (use {', '.join(SPLITS)})")
-        label = parse_label(row["label"] or "")  # csv gives None for a short row
+        label = parse_label(row["label"])
         if not label:
             raise MgcError(f"{manifest}: line {line} has no label")
         path = manifest.parent / row["path"]
@@ -100,8 +108,15 @@ def _refuse_conflicts(source: Path, entries: list[tuple[str, str]]) -> None:
 
 
 def labels_of(tracks: Iterable[Track]) -> list[str]:
-    """The genres the tracks' labels name (a set label's members, never the set)."""
-    return sorted({genre for t in tracks for genre in genres_of(t.label)})
+    """The genres the tracks' labels name (a set label's members, never the set): the labels a model
+    trained on `tracks` has. One named as a column of predict's CSV is refused, since a reader's
+    row["path"] would then be a probability."""
+    labels = sorted({genre for t in tracks for genre in genres_of(t.label)})
+    taken = [label for label in labels if label in CSV_COLUMNS]
+    if taken:
+        raise MgcError(f"label {taken[0]!r} is also the name of a column of predict's CSV "
+                       f"({', '.join(CSV_COLUMNS)}); rename that genre")
+    return labels
 
 
 def read_split_file(split_file: str | Path) -> dict[str, tuple[str, str]]:
@@ -109,12 +124,11 @@ def read_split_file(split_file: str | Path) -> dict[str, tuple[str, str]]:
     (one genre or a set, `pop|rock|metal`; "" where the column is absent or empty)."""
     if not Path(split_file).is_file():
         raise MgcError(f"{split_file}: no such split file")
-    with open(split_file, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows or not {"path", "split"} <= set(rows[0]):
-        raise MgcError(f"{split_file}: a split file needs columns path,split[,genres]")
-    # csv gives None for a short row
-    entries = [(row["path"], ((row["split"] or "").strip(), parse_label(row.get("genres") or ""))) for row in rows]
+    rows = _read_records(Path(split_file), ("path", "split"), "a split file")
+    entries = [(row["path"], (row["split"].strip(), parse_label(row.get("genres", "")))) for row in rows]
+    for line, (_, (split, _)) in enumerate(entries, start=2):
+        if split and split not in SPLITS:  # its tracks would be in no split, dropped without a word
+            raise MgcError(f"{split_file}: line {line} gives the unknown split {split!r} (use {', '.join(SPLITS)})")
     _refuse_conflicts(Path(split_file), [(path, " ".join(filter(None, row))) for path, row in entries])
     return dict(entries)
 
@@ -183,6 +197,10 @@ def split_tracks(
     elif folds is not None:
         if fold is None or not 0 <= fold < folds:
             raise MgcError(f"--fold must be in 0..{folds - 1} with --folds {folds}")
+        label, count = min(Counter(t.label for t in tracks).items(), key=lambda item: item[1])
+        if folds > count:
+            raise MgcError(f"--folds {folds}: genre {label!r} has {count} tracks, so some folds would hold none "
+                           f"of it out; use --folds {count} or fewer")
         fold_of = stratified_folds([t.label for t in tracks], folds, seed)
         tracks = [replace(t, split="valid" if f == fold else "train") for t, f in zip(tracks, fold_of)]
     elif not any(t.split for t in tracks):

@@ -14,8 +14,8 @@ from ..audio import DEFAULT_HOP_SECONDS, AudioError, load
 from ..calibration import calibration_report, expected_calibration_error
 from ..catalogue import find_audio
 from ..clips import ClipOutputs, hop_samples
-from ..files import check_output_file, check_outputs_apart, write_text_atomic
-from ..inference import AGGREGATIONS, aggregate, check_aggregation, load_model, track_outputs
+from ..files import check_outputs, write_text_atomic
+from ..inference import AGGREGATIONS, aggregate, check_aggregation, load_model, model_files, refuse_tagger, track_outputs
 from ..novelty import NOVELTY_THRESHOLD, auroc
 from ..torch_engine import GenreModel
 from .cache import Track, load_wave, to_float
@@ -187,6 +187,8 @@ def outside_tag_logits(model: GenreModel, paths: Sequence[Path], hop: int, notif
             tag_logits.append(track_outputs(model, [load(path)], hop).tag_logits)
         except AudioError as error:
             notify(f"skipped: {error}")
+    if not tag_logits:
+        raise MgcError(f"--outside: none of its {len(files)} files could be scored")
     return tag_logits
 
 
@@ -278,10 +280,12 @@ def evaluate(
         raise MgcError(f"unknown split {split!r} (use {', '.join(SPLITS)} or all)")
     hop_samples(hop_seconds)  # these refuse bad input now, before the model is loaded or any track decoded
     pair_split_files(data, split_file)
-    if json_out:
-        check_output_file(json_out)
-        check_outputs_apart([json_out], [weights])
+    check_outputs([json_out], [*model_files(weights), *data, *split_file, *outside])
+    for path in outside:
+        if not Path(path).exists():
+            raise MgcError(f"{path}: no such file or folder (--outside)")
     model = load_model(weights, device, engine="torch")
+    refuse_tagger(model, weights)
     datasets = load_datasets(data, split_file)
     chosen = {str(d.source): tracks_in_split(d, split) for d in datasets}
     if split != "all":

@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .. import MgcError, first_line
-from ..checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
+from .. import MgcError
+from ..checkpoint import load_checkpoint, load_reason, make_checkpoint, save_checkpoint
 from ..files import write_text_atomic
 from ..models.base import GenreNetwork
 from ..shipped import WEIGHTS_DIR
@@ -58,9 +58,13 @@ def restore(
 ) -> RunState:
     """The state of the run in `last`, its weights loaded into `network`; it must have been trained as this one is asked to be."""
     checkpoint = load_checkpoint(last)
+    if checkpoint["model"] != model_name:
+        raise MgcError(f"{last}: a run of {checkpoint['model']}, not {model_name}; cannot resume it with this model")
+    if checkpoint["labels"] != labels:
+        raise MgcError(f"{last}: a run on other labels ({', '.join(checkpoint['labels'])}); cannot resume it with these")
+    if not isinstance(checkpoint.get("train"), dict):
+        raise MgcError(f"{last}: holds no training state (a best.pt or a copy of one); choose another --out")
     state = checkpoint["train"]
-    if checkpoint["model"] != model_name or checkpoint["labels"] != labels:
-        raise MgcError(f"{last}: a run of {checkpoint['model']} on other labels; cannot resume it with these")
     # Settings added since a checkpoint was written take their defaults, which keep the old behaviour.
     if {**asdict(TrainConfig()), **state["config"], "epochs": config.epochs} != asdict(config):
         raise MgcError(f"{last}: was trained with other settings; resume with the same ones (only --epochs may change)")
@@ -94,7 +98,7 @@ def pretrained_weights(path: str) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch.load raises many types (OSError, RuntimeError, UnpicklingError, EOFError ...)
-        raise MgcError(f"cannot read backbone weights {path}: {first_line(error)}") from error
+        raise MgcError(f"cannot read backbone weights {path}: {load_reason(error)}") from None
     if isinstance(state, dict) and "format" in state:
         return load_checkpoint(path)["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

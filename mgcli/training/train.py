@@ -15,6 +15,7 @@ from . import distributed
 from .config import train_config
 from .datasets import cache_folders, describe_counts, labels_of, load_datasets, pair_split_files, split_datasets, warn_absent
 from .loop import fit
+from .run_state import pretrained_weights
 
 
 def train(
@@ -44,8 +45,12 @@ def train(
     ranks train as one run (see `distributed`), and rank 0 alone decodes and notifies. Returns
     the per-epoch history.
     """
+    if not 0 <= valid_fraction <= 0.5:  # one fold of round(1 / fraction) is held out, so at most half
+        raise MgcError(f"--valid-fraction must be from 0 (no valid split) to 0.5, not {valid_fraction}")
     with torch.device("meta"):  # a wrong name, key or value fails now, not after decoding the data
-        build(model_name, **(overrides or {}))
+        network = build(model_name, **(overrides or {}))
+    if init_backbone:  # and so do weights that cannot be read or do not fit (no memory: the network's is meta)
+        network.init_backbone(pretrained_weights(str(init_backbone)), str(init_backbone))
     config = train_config(**settings)
     pair_split_files(data, split_file)  # refused now if unpaired, missing or malformed, not after decoding the data
     check_output_folder(out_dir)
