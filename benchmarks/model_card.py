@@ -54,8 +54,11 @@ def split_markdown(name: str, report: dict, labels: list[str]) -> str:
     track, clip = report["track"], report["clip"]
     by_method = " / ".join(f"{a:.3f}" for a in report["track_accuracy"].values())
     title = "GTZAN, Emotify and AllMusic valid splits together" if name == "all" else f"{name} valid split"
+    tracks = track["count"] + sum(row["support"] for row in track["sets"])
+    clips = clip["count"] + sum(row["support"] for row in clip["sets"])
+    sets = f"; {tracks - track['count']} of the tracks have a set label" if track["sets"] else ""
     lines = [
-        f"#### {title}: {track['count']} tracks, {clip['count']} clips (3-s clips, 3-s hop)",
+        f"#### {title}: {tracks} tracks, {clips} clips (3-s clips, 3-s hop){sets}",
         "",
         "| | value |",
         "|---|---:|",

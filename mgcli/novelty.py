@@ -33,7 +33,7 @@ NOVELTY_THRESHOLD = 0.5  # the novelty that IN_GENRE_PASS of the in-genre tracks
 IN_GENRE_PASS = 0.95
 # The logistic regression's L2 penalty on standardised tag probabilities, chosen by
 # cross-validation over artists (benchmarks/novelty.py).
-L2_PENALTY = 0.003
+L2_PENALTY = 0.01
 CROSS_FIT_FOLDS = 5
 
 
