@@ -10,7 +10,11 @@ Per model it times `predict` end to end (decode + resample + clips + model + agg
 engine; beside each fast path it times the naive reference in the same run and prints the
 ratio and the largest output difference. Then the two engines of `mgc predict` as a user runs
 it, whole processes timed in paired rounds (on the CPU), start-up time, preprocess throughput
-and the peak memory of predicting a one-hour file.
+and the peak memory of predicting a one-hour file. Last, a music library: `mgc predict` on a
+folder of twenty 4-min MP3s and one of a hundred 30-s MP3s, whole processes in paired rounds,
+in tracks per minute, with the default `--clips`, `--clips 10` and every clip (`--clips all`,
+what predict did before it had `--clips`), and in process the share of the time the network
+runs (the rest it waits for audio) with one decoding thread and with the model's choice.
 Times are medians of `--repeats` runs after one warm-up run; audio is generated (tones, noise,
 clicks), so the figures do not depend on the data at hand.
 """
@@ -35,6 +39,7 @@ import torch
 
 from mgcli.audio import CLIP_SAMPLES, SAMPLE_RATE, load
 from mgcli.clips import hop_samples
+from mgcli.clips import DEFAULT_CLIP_BUDGET
 from mgcli.inference import classify, classify_files, load_model, track_outputs
 from mgcli.models import build, count_parameters
 from mgcli.models.sincresnet import SincResNet
@@ -317,6 +322,72 @@ def data_path_row(folder: list[Path], clip_samples: int, workdir: Path) -> tuple
     return ("training data path (cache -> augmented clips, 1 worker)", f"{len(clips) / seconds:.0f} clips/s")
 
 
+def make_library(root: Path, quick: bool) -> dict[str, list[Path]]:
+    """Two folders of MP3s, as a music library holds them: long tracks and 30-s ones (quick: a few short ones)."""
+    sizes = {"4-min": (2, 20.0), "30-s": (3, 6.0)} if quick else {"4-min": (20, 240.0), "30-s": (100, 30.0)}
+    library = {}
+    for name, (count, seconds) in sizes.items():
+        folder = root / f"library-{name}"
+        folder.mkdir(parents=True, exist_ok=True)
+        library[name] = []
+        for i in range(count):
+            path = folder / f"track{i:03d}.mp3"
+            sf.write(str(path), music_like(seconds, seed=100 + i), SOURCE_RATE)
+            library[name].append(path)
+    return library
+
+
+def network_share(model, files: list[Path], decoders: int) -> tuple[float, float]:
+    """(tracks per minute, the share of the time the network runs) of `classify_files` with the default
+    clip budget, model loaded: the rest of the time it waits for decoded audio (or aggregates)."""
+    busy = [0.0]
+    run_clips = model.clip_outputs
+
+    def timed_clips(clips):
+        began = time.perf_counter()
+        try:
+            return run_clips(clips)
+        finally:
+            busy[0] += time.perf_counter() - began
+
+    model.clip_outputs = timed_clips
+    try:
+        began = time.perf_counter()
+        list(classify_files(model, files, clip_budget=DEFAULT_CLIP_BUDGET, decoders=decoders))
+        seconds = time.perf_counter() - began
+    finally:
+        del model.clip_outputs  # the instance attribute: the class's method again
+    return 60 * len(files) / seconds, busy[0] / seconds
+
+
+def library_rows(library: dict[str, list[Path]], device: torch.device, rounds: int) -> list[tuple[str, str]]:
+    """`mgc predict FOLDER --csv` with the shipped default, whole processes in paired rounds; then the network's share."""
+    predict = [sys.executable, "-m", "mgcli", "predict", "--device", device.type, "--overwrite"]
+    budgets = {"default": [], "--clips 10": ["--clips", "10"], "every clip": ["--clips", "all"]}
+    commands = {
+        (name, budget): [*predict, str(files[0].parent), "--csv", str(files[0].parent.with_suffix(".csv")), *extra]
+        for name, files in library.items() for budget, extra in budgets.items()
+    }
+    t = paired_seconds(commands, rounds)
+    rows = []
+    for name, files in library.items():
+        per_minute = {budget: 60 * len(files) / t[name, budget] for budget in budgets}
+        rows += [
+            (f"{len(files)} {name} MP3s, default (`--clips {DEFAULT_CLIP_BUDGET}`)", f"{per_minute['default']:.1f} tracks/min ({t[name, 'default']:.1f} s)"),
+            ("  `--clips 10`", f"{per_minute['--clips 10']:.1f} tracks/min ({t[name, '--clips 10']:.1f} s)"),
+            ("  every clip (`--clips all`, as before)", f"{per_minute['every clip']:.1f} tracks/min ({t[name, 'every clip']:.1f} s)"),
+            ("  ratio default / every clip", f"{per_minute['default'] / per_minute['every clip']:.2f}x"),
+            ("  ratio `--clips 10` / every clip", f"{per_minute['--clips 10'] / per_minute['every clip']:.2f}x"),
+        ]
+    model = load_model(None, device.type)
+    for name, files in library.items():
+        for decoders in dict.fromkeys((1, model.decoders)):
+            per_minute, share = network_share(model, files, decoders)
+            rows.append((f"{name} folder in process ({model.engine} engine), {decoders} decoding thread(s): network's share of the time",
+                         f"{share:.0%} ({per_minute:.0f} tracks/min)"))
+    return rows
+
+
 def print_table(title: str, rows: list[tuple[str, str]]) -> None:
     print(f"\n### {title}\n\n| measurement | value |\n|---|---:|")
     for name, value in rows:
@@ -375,6 +446,9 @@ def main() -> None:
             data_path_row(files["folder"], CLIP_SAMPLES, workdir),
             *peak_memory_rows(args.models[0], str(device), hour, args.quick, f"{hour_seconds / 60:g}-min"),
         ])
+        library = make_library(workdir, args.quick)
+        print_table(f"a music library, the shipped default ({args.repeats} paired rounds)",
+                    library_rows(library, device, args.repeats))
 
 
 if __name__ == "__main__":

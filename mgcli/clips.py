@@ -16,6 +16,12 @@ from . import MgcError
 from .audio import CLIP_SAMPLES, MAX_HOP_SECONDS, MIN_HOP_SECONDS, SAMPLE_RATE
 
 
+# Clips read of each track by predict and tags unless told otherwise (--clips): spread evenly over
+# it, so a long track costs what a 30-s one does. Chosen on measured agreement with every clip
+# (benchmarks/clip_budget.py, docs/performance.md).
+DEFAULT_CLIP_BUDGET = 10
+
+
 def hop_samples(hop_seconds: float) -> int:
     """Seconds between clip starts as 16 kHz samples; a hop that is not finite or outside
     MIN_HOP_SECONDS..MAX_HOP_SECONDS is refused."""
@@ -70,6 +76,44 @@ def iter_spans(
         yield clip_at(buffer, next_start - offset, length + (n - 1) * hop), n
         next_start += n * hop
         n_left -= n
+
+
+def clip_count(n_samples: int, length: int = CLIP_SAMPLES, hop: int = CLIP_SAMPLES) -> int:
+    """How many clips `iter_spans` cuts from a track of `n_samples` (by the same rule, without the audio)."""
+    whole = max(0, (n_samples - length) // hop + 1)
+    tail_start = whole * hop
+    unheard_tail = n_samples - max(tail_start, tail_start - hop + length)
+    return whole + int(tail_start == 0 or (unheard_tail > 0 and n_samples - tail_start >= length // 2))
+
+
+def spread_clips(n_clips: int, budget: int) -> list[int]:
+    """The indices of `budget` of a track's `n_clips` clips, spread evenly: the middle clip of each
+    of `budget` equal parts of the track (every clip when there are no more than `budget`).
+
+    The middle rather than the start of each part: the first part's start is an intro, which
+    says less about a song's genre than its body does.
+    """
+    if n_clips <= budget:
+        return list(range(n_clips))
+    return [int((part + 0.5) * n_clips / budget) for part in range(budget)]
+
+
+def parse_clip_budget(text: str) -> int | None:
+    """`--clips`: a number of clips to read of each track, or "all" (None: every clip)."""
+    if text.strip().lower() == "all":
+        return None
+    try:
+        budget = int(text)
+    except ValueError:
+        budget = 0
+    check_clip_budget(budget, text)
+    return budget
+
+
+def check_clip_budget(budget: int | None, given: str | None = None) -> None:
+    """Refuse a clip budget that is not a whole number of clips, at least 1 (None, every clip, is fine)."""
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 1):
+        raise MgcError(f"--clips must be a whole number of clips, at least 1, or 'all'; got {given or budget!r}")
 
 
 def iter_clips(

@@ -19,6 +19,11 @@ def cpu_sample() -> tuple[float, float, float] | None:
     return (sum(ticks[:8]) - idle) / tick, times.user + times.system, time.monotonic()
 
 
+def cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def idle_cores(since: tuple[float, float, float] | None) -> int:
     """How many of this machine's cores other processes left idle since `since` (at least 1).
 
@@ -27,9 +32,9 @@ def idle_cores(since: tuple[float, float, float] | None) -> int:
     90-225 ms per clip there (bbnn, measured for issue 16), while one thread took 45 ms. So mgcli uses the cores it finds
     free. Its own CPU time in the window is not counted as busy.
     """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    available = cores()
     now = cpu_sample()
     if since is None or now is None or now[2] - since[2] < 0.02:
-        return cores
+        return available
     others_busy = max(0.0, (now[0] - since[0]) - (now[1] - since[1])) / (now[2] - since[2])
-    return max(1, min(cores, round(cores - others_busy)))
+    return max(1, min(available, round(available - others_busy)))

@@ -52,6 +52,8 @@ class OnnxModel:
     # a track's first 12 s while the decoding thread reads on, and 8 were no faster in paired
     # whole-process runs (docs/performance.md).
     batch_size = 4
+    # Threads decoding files ahead of the model (inference.classify_files with a clip budget): PLACEHOLDER
+    decoders = 2
 
     def clip_outputs(self, clips: np.ndarray) -> ClipOutputs:
         """The outputs of a batch of clips [n_clips, clip_samples]."""

@@ -17,7 +17,7 @@ from pathlib import Path
 from . import MgcError, inference
 from .audio import DEFAULT_HOP_SECONDS, SAMPLE_RATE
 from .catalogue import find_audio, parse_shard, shard_files
-from .clips import hop_samples
+from .clips import DEFAULT_CLIP_BUDGET, check_clip_budget, hop_samples
 from .files import check_output_file, check_outputs_apart
 from .inference import Model, TrackResult, check_aggregation, classify_files, load_model
 from .tags import load_tagger, tag_files
@@ -53,6 +53,7 @@ def predict_paths(
     device: str = "auto",
     engine: str = "auto",
     unknown_above: float | None = None,
+    clip_budget: int | None = DEFAULT_CLIP_BUDGET,
 ) -> Run:
     """Tag the audio files in `paths` (files and folders, searched recursively) with their genre.
 
@@ -61,14 +62,17 @@ def predict_paths(
     clip's when `timeline`), `timeline_csv` (one row per clip) and `timeline_png` (one
     file's clips drawn; needs mgcli[plot]). `shard` "I/N" keeps shard I of N of the files.
     `unknown_above`: the outputs name the genre of a track whose novelty is above it "unknown"
-    (novelty.py; the model must give a novelty score).
+    (novelty.py; the model must give a novelty score). `clip_budget` N: each track is heard in N
+    clips spread over it (None: every clip; inference.classify_files); a timeline reads every clip.
     """
     check_aggregation(aggregation)
     if unknown_above is not None and not 0.0 <= unknown_above <= 1.0:
         raise MgcError(f"--unknown-above must be a novelty from 0 to 1, not {unknown_above:g}")
     if timeline_csv and skip_existing:
         raise MgcError("--timeline-csv cannot resume; leave out --skip-existing or write the timeline in a run of its own")
-    files = _files(paths, weights, hop_seconds, (csv, json_out, timeline_csv, timeline_png), shard)
+    files = _files(paths, weights, hop_seconds, clip_budget, (csv, json_out, timeline_csv, timeline_png), shard)
+    if timeline or timeline_csv or timeline_png:
+        clip_budget = None  # the genre over time is wanted all of the time
     if timeline_png:
         from .explain.plot import draw_timeline, require_matplotlib
 
@@ -99,7 +103,7 @@ def predict_paths(
     def results() -> Iterator[TrackResult]:
         done = []
         try:
-            for result in classify_files(model, todo, hop_seconds, aggregation, batch_size):
+            for result in classify_files(model, todo, hop_seconds, aggregation, batch_size, clip_budget):
                 if rows:
                     rows.write(result)
                 if clip_rows and not result.error:
@@ -133,16 +137,17 @@ def tag_paths(
     batch_size: int | None = None,
     device: str = "auto",
     engine: str = "auto",
+    clip_budget: int | None = DEFAULT_CLIP_BUDGET,
 ) -> Run:
     """musicnn's tags of the audio files in `paths`, written to `csv` and `json_out` (see `predict_paths`)."""
-    files = _files(paths, weights, hop_seconds, (csv, json_out), None)
+    files = _files(paths, weights, hop_seconds, clip_budget, (csv, json_out), None)
     model = load_tagger(weights, device, engine)
     rows = CsvWriter(csv, model.labels, overwrite=overwrite, top="tag") if csv else None
 
     def results() -> Iterator[TrackResult]:
         done = []
         try:
-            for result in tag_files(model, files, hop_seconds, batch_size):
+            for result in tag_files(model, files, hop_seconds, batch_size, clip_budget):
                 if rows:
                     rows.write(result)
                 done.append(result)
@@ -157,11 +162,14 @@ def tag_paths(
 
 
 def _files(
-    paths: Iterable[str | Path], weights: str | Path | None, hop_seconds: float, outputs: tuple, shard: str | None
+    paths: Iterable[str | Path], weights: str | Path | None, hop_seconds: float, clip_budget: int | None,
+    outputs: tuple, shard: str | None,
 ) -> list[Path]:
-    """The audio files to run on, once the hop and every output are known to be good (and apart from the inputs)."""
+    """The audio files to run on, once the hop, the clip budget and every output are known to be good
+    (and apart from the inputs)."""
     paths = list(paths)
     hop_samples(hop_seconds)  # these refuse bad input now, not after hours of tagging
+    check_clip_budget(clip_budget)
     for output in outputs:
         if output:
             check_output_file(output)

@@ -38,9 +38,10 @@ def tag_files(
     paths: Iterable[str | Path],
     hop_seconds: float = DEFAULT_HOP_SECONDS,
     batch_size: int | None = None,
+    clip_budget: int | None = None,
 ) -> Iterator[TrackResult]:
     """`classify_files` for a tagger: each result's probabilities are its `tag_probabilities`."""
-    for result in classify_files(model, paths, hop_seconds, "mean_prob", batch_size):
+    for result in classify_files(model, paths, hop_seconds, "mean_prob", batch_size, clip_budget):
         yield result if result.error else replace(result, probabilities=tag_probabilities(result.clip_logits))
 
 
