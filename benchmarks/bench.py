@@ -4,6 +4,8 @@
     python benchmarks/bench.py --models default bbnn    # registry names (default config) or checkpoint files
     python benchmarks/bench.py --device cuda            # the same on a GPU, with mixed precision
     python benchmarks/bench.py --quick                  # tiny model, short audio: seconds (the tests run this)
+    python benchmarks/bench.py --sections library --baseline /tmp/base   # the library's table only, against
+                                                        # a checkout of an earlier commit (git worktree add /tmp/base COMMIT)
 
 Per model it times `predict` end to end (decode + resample + clips + model + aggregation) on a
 30-s WAV and a 4-min MP3, folder tagging, and training steps, in this process on the PyTorch
@@ -39,7 +41,7 @@ import torch
 
 from mgcli.audio import CLIP_SAMPLES, SAMPLE_RATE, load
 from mgcli.clips import hop_samples
-from mgcli.clips import DEFAULT_CLIP_BUDGET
+from mgcli.clips import AUTO_CLIPS
 from mgcli.inference import classify, classify_files, load_model, track_outputs
 from mgcli.models import build, count_parameters
 from mgcli.models.sincresnet import SincResNet
@@ -50,6 +52,7 @@ from mgcli.training.datasets import find_tracks
 
 SOURCE_RATE = 44_100  # the files are written at CD rate, so every prediction includes resampling
 GENRES = ["blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock"]
+SECTIONS = ["models", "engines", "tool", "library"]
 QUICK_MODEL = dict(
     n_filters=8, kernel_sizes=(33, 65, 129), pooled_width=32, backbone_width=8, fc_hidden=16, clip_samples=8000
 )
@@ -323,10 +326,11 @@ def data_path_row(folder: list[Path], clip_samples: int, workdir: Path) -> tuple
 
 
 def make_library(root: Path, quick: bool) -> dict[str, list[Path]]:
-    """Two folders of MP3s, as a music library holds them: long tracks and 30-s ones (quick: a few short ones)."""
-    sizes = {"4-min": (2, 20.0), "30-s": (3, 6.0)} if quick else {"4-min": (20, 240.0), "30-s": (100, 30.0)}
+    """Two folders of MP3s as a music library holds them, by their tracks' length: long tracks first, then
+    short ones (20 of 4 min and 100 of 30 s; quick: 2 of 20 s and 3 of 6 s)."""
     library = {}
-    for name, (count, seconds) in sizes.items():
+    for count, seconds in [(2, 20.0), (3, 6.0)] if quick else [(20, 240.0), (100, 30.0)]:
+        name = f"{seconds / 60:g}-min" if seconds >= 60 else f"{seconds:g}-s"
         folder = root / f"library-{name}"
         folder.mkdir(parents=True, exist_ok=True)
         library[name] = []
@@ -337,9 +341,9 @@ def make_library(root: Path, quick: bool) -> dict[str, list[Path]]:
     return library
 
 
-def network_share(model, files: list[Path], decoders: int) -> tuple[float, float]:
-    """(tracks per minute, the share of the time the network runs) of `classify_files` with the default
-    clip budget, model loaded: the rest of the time it waits for decoded audio (or aggregates)."""
+def network_share(model, files: list[Path], clip_budget: int | None, settle: bool, decoders: int) -> tuple[float, float]:
+    """(tracks per minute, the share of the time the network runs) of `classify_files`, model loaded:
+    the rest of the time it waits for decoded audio (or aggregates, which takes microseconds)."""
     busy = [0.0]
     run_clips = model.clip_outputs
 
@@ -353,38 +357,60 @@ def network_share(model, files: list[Path], decoders: int) -> tuple[float, float
     model.clip_outputs = timed_clips
     try:
         began = time.perf_counter()
-        list(classify_files(model, files, clip_budget=DEFAULT_CLIP_BUDGET, decoders=decoders))
+        list(classify_files(model, files, clip_budget=clip_budget, decoders=decoders, settle=settle))
         seconds = time.perf_counter() - began
     finally:
         del model.clip_outputs  # the instance attribute: the class's method again
     return 60 * len(files) / seconds, busy[0] / seconds
 
 
-def library_rows(library: dict[str, list[Path]], device: torch.device, rounds: int) -> list[tuple[str, str]]:
-    """`mgc predict FOLDER --csv` with the shipped default, whole processes in paired rounds; then the network's share."""
-    predict = [sys.executable, "-m", "mgcli", "predict", "--device", device.type, "--overwrite"]
-    budgets = {"default": [], "--clips 10": ["--clips", "10"], "every clip": ["--clips", "all"]}
-    commands = {
-        (name, budget): [*predict, str(files[0].parent), "--csv", str(files[0].parent.with_suffix(".csv")), *extra]
-        for name, files in library.items() for budget, extra in budgets.items()
-    }
+def library_rows(library: dict[str, list[Path]], device: torch.device, rounds: int, baseline: Path | None) -> list[tuple[str, str]]:
+    """`mgc predict FOLDER --csv` with the shipped default (`--clips auto`), whole processes in paired
+    rounds, against `--clips 10` on long tracks (on 30-s ones it reads what auto reads) and every clip
+    (`--clips all`, what predict did before `--clips`) and, given a checkout of an earlier commit,
+    its `mgc predict`; then the network's share of the time, in process."""
+    long, short = library
+    predict = ["-m", "mgcli", "predict", "--device", device.type, "--overwrite"]
+    before = ["env", f"PYTHONPATH={baseline}", sys.executable] if baseline else []
+    variants = {"default": [], "--clips 10": ["--clips", "10"], "--clips all": ["--clips", "all"]}
+    commands = {}
+    for name, files in library.items():
+        folder = [str(files[0].parent), "--csv", str(files[0].parent.with_suffix(".csv"))]
+        for variant, extra in variants.items():
+            if variant != "--clips 10" or name == long:
+                commands[name, variant] = [sys.executable, *predict, *folder, *extra]
+        if baseline:
+            commands[name, "before"] = [*before, *predict, *folder]
+    if baseline:
+        one = [str(library[short][0]), "--csv", str(library[short][0].with_suffix(".csv"))]
+        commands["one", "default"] = [sys.executable, *predict, *one]
+        commands["one", "before"] = [*before, *predict, *one]
+        commands["one", "import torch"] = [sys.executable, "-c", "import torch"]
     t = paired_seconds(commands, rounds)
     rows = []
     for name, files in library.items():
-        per_minute = {budget: 60 * len(files) / t[name, budget] for budget in budgets}
+        per_minute = {variant: 60 * len(files) / seconds for (folder, variant), seconds in t.items() if folder == name}
+        rows.append((f"{len(files)} {name} MP3s, default (`--clips auto`)", f"{per_minute['default']:.1f} tracks/min ({t[name, 'default']:.1f} s)"))
+        for variant in per_minute.keys() - {"default"}:
+            label = "before (the baseline checkout)" if variant == "before" else f"`{variant}`"
+            rows.append((f"  {label}", f"{per_minute[variant]:.1f} tracks/min ({t[name, variant]:.1f} s)"))
+            rows.append((f"  ratio {variant} / default", f"{per_minute[variant] / per_minute['default']:.2f}x"))
+    if baseline:
         rows += [
-            (f"{len(files)} {name} MP3s, default (`--clips {DEFAULT_CLIP_BUDGET}`)", f"{per_minute['default']:.1f} tracks/min ({t[name, 'default']:.1f} s)"),
-            ("  `--clips 10`", f"{per_minute['--clips 10']:.1f} tracks/min ({t[name, '--clips 10']:.1f} s)"),
-            ("  every clip (`--clips all`, as before)", f"{per_minute['every clip']:.1f} tracks/min ({t[name, 'every clip']:.1f} s)"),
-            ("  ratio default / every clip", f"{per_minute['default'] / per_minute['every clip']:.2f}x"),
-            ("  ratio `--clips 10` / every clip", f"{per_minute['--clips 10'] / per_minute['every clip']:.2f}x"),
+            (f"one {short} MP3, default", f"{t['one', 'default']:.2f} s"),
+            ("  before (the baseline checkout)", f"{t['one', 'before']:.2f} s"),
+            ("  `python -c \"import torch\"`", f"{t['one', 'import torch']:.2f} s"),
+            ("  ratio default / importing torch", f"{t['one', 'default'] / t['one', 'import torch']:.2f}x"),
         ]
     model = load_model(None, device.type)
     for name, files in library.items():
-        for decoders in dict.fromkeys((1, model.decoders)):
-            per_minute, share = network_share(model, files, decoders)
-            rows.append((f"{name} folder in process ({model.engine} engine), {decoders} decoding thread(s): network's share of the time",
-                         f"{share:.0%} ({per_minute:.0f} tracks/min)"))
+        runs = {("auto", model.decoders), ("auto", 1), ("auto", 2), ("10", 2), ("all", 1)}
+        for clips, decoders in sorted(runs):
+            clip_budget, settle = {"auto": (AUTO_CLIPS, True), "10": (10, False), "all": (None, False)}[clips]
+            per_minute, share = network_share(model, files, clip_budget, settle, decoders)
+            threads = "1 streaming decoding thread" if clip_budget is None else f"{decoders} decoding thread(s)"
+            rows.append((f"{name} folder in process ({model.engine} engine), `--clips {clips}`, {threads}: "
+                         "the network's share of the time", f"{share:.0%} ({per_minute:.0f} tracks/min)"))
     return rows
 
 
@@ -403,6 +429,8 @@ def main() -> None:
     parser.add_argument("--folder-size", type=int, default=10)
     parser.add_argument("--quick", action="store_true", help="tiny model, short audio, one repeat")
     parser.add_argument("--audio-dir", type=Path, help="write the generated audio here and keep it (for musicnn_tf_speed.py)")
+    parser.add_argument("--baseline", type=Path, help="a checkout of an earlier commit: the library table times its `mgc predict` too")
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=SECTIONS, help="the tables to measure (default: all)")
     args = parser.parse_args()
     if args.quick:
         args.models, args.repeats, args.folder_size = ["tiny"], 1, 3
@@ -434,21 +462,23 @@ def main() -> None:
             for _ in range(int(hour_seconds // 60)):  # written a minute at a time
                 sound.write((0.1 * rng.standard_normal(60 * SAMPLE_RATE)).astype(np.float32))
 
-        for spec in args.models:
+        for spec in args.models if "models" in args.sections else []:
             model = open_model(spec, device, args.quick)
             print_table(f"{model.name} ({spec})", bench_model(model, spec, files, args))
-        if device.type == "cpu":
+        if device.type == "cpu" and "engines" in args.sections:
             print_table(f"the shipped default, whole processes ({args.repeats} paired rounds)",
                         engine_rows(files, args.repeats, args.quick))
-        print_table("the tool", [
-            *startup_rows(),
-            preprocess_row(files["folder"], files["short_label"], workdir),
-            data_path_row(files["folder"], CLIP_SAMPLES, workdir),
-            *peak_memory_rows(args.models[0], str(device), hour, args.quick, f"{hour_seconds / 60:g}-min"),
-        ])
-        library = make_library(workdir, args.quick)
-        print_table(f"a music library, the shipped default ({args.repeats} paired rounds)",
-                    library_rows(library, device, args.repeats))
+        if "tool" in args.sections:
+            print_table("the tool", [
+                *startup_rows(),
+                preprocess_row(files["folder"], files["short_label"], workdir),
+                data_path_row(files["folder"], CLIP_SAMPLES, workdir),
+                *peak_memory_rows(args.models[0], str(device), hour, args.quick, f"{hour_seconds / 60:g}-min"),
+            ])
+        if "library" in args.sections:
+            library = make_library(workdir, args.quick)
+            print_table(f"a music library, the shipped default ({args.repeats} paired rounds)",
+                        library_rows(library, device, args.repeats, args.baseline))
 
 
 if __name__ == "__main__":

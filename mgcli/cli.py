@@ -18,7 +18,6 @@ from rich.text import Text
 
 from . import MgcError, __version__, printable
 from .audio import DEFAULT_HOP_SECONDS, AudioError
-from .clips import DEFAULT_CLIP_BUDGET
 from .explain.plot import (
     CUTOFFS_PIXELS,
     EXPLAIN_PIXELS,
@@ -46,7 +45,7 @@ Aggregate = Annotated[str, typer.Option("--aggregate", help="Clips to track: mea
 # readable=False: a file that cannot be read is a file that failed (exit 1, its own line), not a usage error.
 AudioPaths = Annotated[list[Path], typer.Argument(readable=False, help="Audio files and/or folders (searched recursively).")]
 # A string, so that "all" is one; clips.parse_clip_budget reads it (a bad one is one line, exit 2).
-ClipBudget = Annotated[str, typer.Option("--clips", metavar="N|all", help="Clips read of each track, spread evenly over it, so a long track costs what a 30-s one does; 'all': every clip.")]
+ClipBudget = Annotated[str, typer.Option("--clips", metavar="N|auto|all", help="Clips read of each track, spread evenly over it, so a long track costs what a 30-s one does; 'auto': 10, and every clip of a track they leave in doubt; 'all': every clip.")]
 ClipsPerPass = Annotated[Optional[int], typer.Option(min=1, help="Clips per forward pass (default: 4 on the CPU, 16 on CUDA).")]
 Data = Annotated[list[Path], typer.Option(help="Dataset folder, CSV manifest or preprocess cache; repeat for several datasets as one.")]
 SplitFiles = Annotated[list[Path], typer.Option("--split-file", help="CSV with path,split columns (train/valid/test): one per --data, in order, or none.")]
@@ -187,7 +186,7 @@ def predict(
     device: Device = "auto",
     engine: Engine = "auto",
     unknown_above: Annotated[Optional[float], typer.Option(metavar="NOVELTY", help=f"Name the genre of tracks whose novelty is above this 'unknown' (0-1; at {NOVELTY_THRESHOLD}, 95% of in-genre valid tracks pass). Off by default.")] = None,
-    clips: ClipBudget = str(DEFAULT_CLIP_BUDGET),
+    clips: ClipBudget = "auto",
 ) -> None:
     """Tag audio files with their genre, and say how far each is from all of them (novelty).
 
@@ -200,8 +199,8 @@ def predict(
     from .inference import genre_of
     from .predict import predict_paths
 
-    clip_budget = parse_clip_budget(options.pop("clips"))  # --clips is clip_budget, in the library
-    run = predict_paths(**options, clip_budget=clip_budget)
+    clip_budget, settle = parse_clip_budget(options.pop("clips"))  # --clips is these two, in the library
+    run = predict_paths(**options, clip_budget=clip_budget, settle=settle)
     labels = run.model.labels
     if len(run.todo) < len(run.files):
         err.print(f"skipping {len(run.files) - len(run.todo)} files already in {csv}")
@@ -262,7 +261,7 @@ def tags(
     batch_size: ClipsPerPass = None,
     device: Device = "auto",
     engine: Engine = "auto",
-    clips: ClipBudget = str(DEFAULT_CLIP_BUDGET),
+    clips: ClipBudget = "all",
 ) -> None:
     """musicnn's tags (genre, mood, era, instruments) with their probabilities: sigmoid per 3-s clip, mean over the clips read."""
     options = dict(locals())  # the parameters, named as the library call's keywords
@@ -271,8 +270,8 @@ def tags(
     from .predict import tag_paths
 
     del options["top_k"]  # how many tags this prints; the files get them all
-    clip_budget = parse_clip_budget(options.pop("clips"))
-    run = tag_paths(**options, clip_budget=clip_budget)
+    clip_budget, settle = parse_clip_budget(options.pop("clips"))
+    run = tag_paths(**options, clip_budget=clip_budget, settle=settle)
     labels = run.model.labels
     results = []
     for result in run.results:

@@ -24,6 +24,17 @@ def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def decoding_threads(device_type: str) -> int:
+    """Threads that decode files ahead of a network on `device_type` ("cpu" or "cuda").
+
+    On CUDA every core: the GPU reads a 30-s track's clips in milliseconds, and what it waits for
+    is decoding and resampling, on the CPU. On the CPU half the cores (at least one): the
+    network's threads need the others, and a 4-min MP3 takes about as long to decode (0.33 s)
+    as 10 of its clips take in the network on 2 cores.
+    """
+    return cores() if device_type == "cuda" else max(1, cores() // 2)
+
+
 def idle_cores(since: tuple[float, float, float] | None) -> int:
     """How many of this machine's cores other processes left idle since `since` (at least 1).
 

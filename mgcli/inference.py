@@ -147,6 +147,42 @@ def aggregate(logits: np.ndarray, aggregation: str = "mean_prob") -> np.ndarray:
     return (votes + probs.mean(axis=0)) / (len(logits) + 1)
 
 
+# How sure a clip budget's answer must be before the track's other clips are left unread (--clips
+# auto): its top genre's lead over the second, averaged over the clips read, must exceed this many
+# standard errors of that average. Chosen on the 60-s and 30-s tracks here (benchmarks/clip_budget.py):
+# with 10 clips it agreed with every clip on all of them, reading every clip of 20% of the 60-s ones.
+SETTLED_STANDARD_ERRORS = 2.0
+
+
+def is_settled(
+    model: Model, logits: np.ndarray, n_clips: int, aggregation: str = "mean_prob",
+    standard_errors: float = SETTLED_STANDARD_ERRORS,
+) -> bool:
+    """Whether the clips read, a sample spread over a track of `n_clips`, already give the top genre
+    (or tag) that every clip would.
+
+    Each clip's lead of the sample's top over its second (by its probabilities, logits or vote, as
+    `aggregation` weighs it; by its sigmoids for a tagger) is averaged; its standard error is the
+    sample's, shrunk by the share of the track read (a sample of every clip has none). A lead
+    beyond `standard_errors` of them is settled. The same lead is less sure of a longer
+    track, whose unread clips are more.
+    """
+    if len(logits) >= n_clips:
+        return True
+    if len(logits) < 2:
+        return False
+    if model.is_tagger:
+        scores = sigmoid(logits)
+    elif aggregation == "vote":
+        scores = np.eye(logits.shape[1])[logits.argmax(axis=1)]
+    else:
+        scores = softmax(logits) if aggregation == "mean_prob" else logits
+    first, second = np.argsort(-scores.mean(axis=0))[:2]
+    lead = scores[:, first] - scores[:, second]
+    standard_error = lead.std(ddof=1) / np.sqrt(len(lead)) * np.sqrt(1 - len(lead) / n_clips)
+    return lead.mean() > standard_errors * standard_error
+
+
 def check_aggregation(aggregation: str) -> None:
     """Refuse an unknown aggregation now, before a model is loaded or any audio decoded."""
     if aggregation not in AGGREGATIONS:
@@ -156,6 +192,11 @@ def check_aggregation(aggregation: str) -> None:
 def softmax(logits: np.ndarray) -> np.ndarray:
     z = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return z / z.sum(axis=-1, keepdims=True)
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """A tagger's probability per tag, without exp's overflow."""
+    return 0.5 * (1.0 + np.tanh(0.5 * logits))
 
 
 @dataclass
@@ -186,14 +227,22 @@ def classify(
     It runs `classify_files`, whose decoding thread overlaps decoding with the model (a 4-min
     MP3 took 2.7 s instead of 3.5 with musicnn on 2 cores); a file that fails raises AudioError.
     """
-    results = classify_files(model, [path], hop_seconds, aggregation, batch_size, clip_budget)
-    try:
-        result = next(results)
-    finally:
-        results.close()  # stops the decoding threads
+    result = _classify_one(model, path, hop_seconds, aggregation, batch_size, clip_budget)
     if result.error:
         raise AudioError(result.error)
     return result
+
+
+def _classify_one(
+    model: Model, path: str | Path, hop_seconds: float, aggregation: str, batch_size: int | None,
+    clip_budget: int | None = None, settle: bool = False,
+) -> TrackResult:
+    """`classify_files` on one file: its result, error or not."""
+    results = classify_files(model, [path], hop_seconds, aggregation, batch_size, clip_budget, settle=settle)
+    try:
+        return next(results)
+    finally:
+        results.close()  # stops the decoding threads
 
 
 def classify_files(
@@ -204,12 +253,15 @@ def classify_files(
     batch_size: int | None = None,
     clip_budget: int | None = None,
     decoders: int | None = None,
+    settle: bool = False,
 ) -> Iterator[TrackResult]:
     """Classify files, yielding results in order; a file that fails gives a result carrying its error.
 
     `clip_budget` N: each track is heard in N of its clips spread evenly over it (clips.spread_clips;
     every clip of a track that has no more), decoded by `decoders` threads (None: the model's
-    choice) ahead of the model, so that its cost stops growing with its length. None: every clip,
+    choice) ahead of the model, so that its cost stops growing with its length; with `settle`,
+    a track whose N clips leave its top genre in doubt (`is_settled`) is read again, every clip
+    of it. None: every clip,
     streamed by one decoding thread, in memory bounded whatever the track's length. Either way
     the decoding (soundfile and the resampler release the GIL) overlaps the model, and
     consecutive files share batches, so a folder of short tracks still runs full batches.
@@ -255,10 +307,13 @@ def classify_files(
                 run(owners, lambda: model.clip_outputs(clips))
             while next_result < ended and not batches.holds(next_result):
                 end = ends.pop(next_result)
-                yield _result(
+                result = _result(
                     model, paths[next_result], outputs.pop(next_result, []), errors.pop(next_result, ""),
                     end.warning, [round(i * hop / SAMPLE_RATE, 3) for i in end.clip_indices], aggregation,
                 )
+                if settle and not result.error and not is_settled(model, result.clip_logits, end.n_clips, aggregation):
+                    result = _classify_one(model, result.path, hop_seconds, aggregation, batch_size)
+                yield result
                 next_result += 1
 
 
@@ -269,6 +324,7 @@ class FileEnd:
     error: str  # "" when it was decoded
     warning: str  # audio.DecodeNotes.warning
     clip_indices: list[int]  # the clips read, in iter_spans' numbering of the track's clips
+    n_clips: int  # the track's clips, read or not
 
 
 class ClipBatches:
@@ -330,7 +386,7 @@ def _decoded_ahead(paths: list[str], clip_samples: int, hop: int, max_clips: int
                         return
             except Exception as failure:  # reported per file: one bad file must not stop a folder
                 error = _failure(path, failure)
-            put((index, None, 0, FileEnd(error, notes.warning(path), list(range(n_read)))))
+            put((index, None, 0, FileEnd(error, notes.warning(path), list(range(n_read)), n_read)))
         put(None)
 
     decoder = threading.Thread(target=decode, daemon=True)
@@ -399,10 +455,10 @@ def _picked_clips(
                 kept.append(clip.copy())  # a view would keep its whole decoded block alive
                 read.append(n_decoded - 1)
     except Exception as failure:  # reported per file: one bad file must not stop a folder
-        return [], FileEnd(_failure(path, failure), "", [])
+        return [], FileEnd(_failure(path, failure), "", [], 0)
     if n_clips is None and len(read) < min(budget, n_decoded) and not stop.is_set():
         return _picked_clips(path, clip_samples, hop, budget, stop, n_decoded)
-    return kept, FileEnd("", notes.warning(path), read)
+    return kept, FileEnd("", notes.warning(path), read, n_decoded)
 
 
 def _failure(path: str, failure: Exception) -> str:

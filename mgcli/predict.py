@@ -17,7 +17,7 @@ from pathlib import Path
 from . import MgcError, inference
 from .audio import DEFAULT_HOP_SECONDS, SAMPLE_RATE
 from .catalogue import find_audio, parse_shard, shard_files
-from .clips import DEFAULT_CLIP_BUDGET, check_clip_budget, hop_samples
+from .clips import AUTO_CLIPS, check_clip_budget, hop_samples
 from .files import check_output_file, check_outputs_apart
 from .inference import Model, TrackResult, check_aggregation, classify_files, load_model
 from .tags import load_tagger, tag_files
@@ -53,7 +53,8 @@ def predict_paths(
     device: str = "auto",
     engine: str = "auto",
     unknown_above: float | None = None,
-    clip_budget: int | None = DEFAULT_CLIP_BUDGET,
+    clip_budget: int | None = AUTO_CLIPS,
+    settle: bool = True,
 ) -> Run:
     """Tag the audio files in `paths` (files and folders, searched recursively) with their genre.
 
@@ -63,7 +64,8 @@ def predict_paths(
     file's clips drawn; needs mgcli[plot]). `shard` "I/N" keeps shard I of N of the files.
     `unknown_above`: the outputs name the genre of a track whose novelty is above it "unknown"
     (novelty.py; the model must give a novelty score). `clip_budget` N: each track is heard in N
-    clips spread over it (None: every clip; inference.classify_files); a timeline reads every clip.
+    clips spread over it (None: every clip), and with `settle` in every clip where those leave
+    its genre in doubt (inference.classify_files); a timeline reads every clip.
     """
     check_aggregation(aggregation)
     if unknown_above is not None and not 0.0 <= unknown_above <= 1.0:
@@ -103,7 +105,7 @@ def predict_paths(
     def results() -> Iterator[TrackResult]:
         done = []
         try:
-            for result in classify_files(model, todo, hop_seconds, aggregation, batch_size, clip_budget):
+            for result in classify_files(model, todo, hop_seconds, aggregation, batch_size, clip_budget, settle=settle):
                 if rows:
                     rows.write(result)
                 if clip_rows and not result.error:
@@ -137,7 +139,8 @@ def tag_paths(
     batch_size: int | None = None,
     device: str = "auto",
     engine: str = "auto",
-    clip_budget: int | None = DEFAULT_CLIP_BUDGET,
+    clip_budget: int | None = None,
+    settle: bool = False,
 ) -> Run:
     """musicnn's tags of the audio files in `paths`, written to `csv` and `json_out` (see `predict_paths`)."""
     files = _files(paths, weights, hop_seconds, clip_budget, (csv, json_out), None)
@@ -147,7 +150,7 @@ def tag_paths(
     def results() -> Iterator[TrackResult]:
         done = []
         try:
-            for result in tag_files(model, files, hop_seconds, batch_size, clip_budget):
+            for result in tag_files(model, files, hop_seconds, batch_size, clip_budget, settle):
                 if rows:
                     rows.write(result)
                 done.append(result)

@@ -19,7 +19,7 @@ import torch
 from . import MgcError
 from .checkpoint import load_checkpoint, network_from_checkpoint, novelty_of, temperatures_of
 from .clips import ClipOutputs, span_clips
-from .cores import cores, cpu_sample, idle_cores
+from .cores import cpu_sample, decoding_threads, idle_cores
 from .models.base import GenreNetwork
 from .novelty import NoveltyScale
 
@@ -58,12 +58,8 @@ class GenreModel:
 
     @property
     def decoders(self) -> int:
-        """Threads decoding files ahead of the network (inference.classify_files with a clip budget).
-
-        On CUDA every core: the GPU reads a 30-s track's clips in milliseconds, and what it waits
-        for is decoding and resampling on the CPU. PLACEHOLDER on the CPU.
-        """
-        return cores() if self.device.type == "cuda" else 2
+        """Threads decoding files ahead of the network (inference.classify_files; cores.decoding_threads)."""
+        return decoding_threads(self.device.type)
 
     @property
     def reads_spans(self) -> bool:
