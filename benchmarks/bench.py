@@ -403,12 +403,17 @@ def library_rows(library: dict[str, list[Path]], device: torch.device, rounds: i
             ("  ratio default / importing torch", f"{t['one', 'default'] / t['one', 'import torch']:.2f}x"),
         ]
     model = load_model(None, device.type)
+    list(classify_files(model, library[short][:1]))  # warm-up
+    runs = sorted({("auto", model.decoders), ("auto", 1), ("auto", 2), ("all", 1)})
+    budgets = {"auto": (AUTO_CLIPS, True), "10": (10, False), "all": (None, False)}
     for name, files in library.items():
-        runs = {("auto", model.decoders), ("auto", 1), ("auto", 2), ("10", 2), ("all", 1)}
-        for clips, decoders in sorted(runs):
-            clip_budget, settle = {"auto": (AUTO_CLIPS, True), "10": (10, False), "all": (None, False)}[clips]
-            per_minute, share = network_share(model, files, clip_budget, settle, decoders)
-            threads = "1 streaming decoding thread" if clip_budget is None else f"{decoders} decoding thread(s)"
+        measured: dict[tuple[str, int], list[tuple[float, float]]] = {run: [] for run in runs}
+        for _ in range(rounds):  # paired, as the whole processes above
+            for clips, decoders in runs:
+                measured[clips, decoders].append(network_share(model, files, *budgets[clips], decoders))
+        for (clips, decoders), results in measured.items():
+            per_minute, share = (statistics.median(values) for values in zip(*results))
+            threads = "1 streaming decoding thread" if clips == "all" else f"{decoders} decoding thread(s)"
             rows.append((f"{name} folder in process ({model.engine} engine), `--clips {clips}`, {threads}: "
                          "the network's share of the time", f"{share:.0%} ({per_minute:.0f} tracks/min)"))
     return rows
