@@ -259,13 +259,13 @@ def classify_files(
 
     `clip_budget` N: each track is heard in N of its clips spread evenly over it (clips.spread_clips;
     every clip of a track that has no more), decoded by `decoders` threads (None: the model's
-    choice) ahead of the model, so that its cost stops growing with its length; with `settle`,
-    a track whose N clips leave its top genre in doubt (`is_settled`) is read again, every clip
-    of it. None: every clip,
-    streamed by one decoding thread, in memory bounded whatever the track's length. Either way
-    the decoding (soundfile and the resampler release the GIL) overlaps the model, and
-    consecutive files share batches, so a folder of short tracks still runs full batches.
-    Models with a fast path read each span of several clips whole instead.
+    choice) a few files ahead of the model, so that its cost stops growing with its length; with
+    `settle`, a track whose N clips leave its top genre in doubt (`is_settled`) is read again,
+    every clip of it. None: every clip, streamed by one decoding thread, in memory bounded
+    whatever the track's length. Either way the decoding (soundfile and the resampler release
+    the GIL) overlaps the model, and consecutive files share batches, so a folder of short
+    tracks still runs full batches. Models with a fast path read each span of several clips
+    whole instead.
     """
     paths = [str(path) for path in paths]
     hop = hop_samples(hop_seconds)
