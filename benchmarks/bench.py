@@ -371,7 +371,8 @@ def library_rows(library: dict[str, list[Path]], device: torch.device, rounds: i
     its `mgc predict`; then the network's share of the time, in process."""
     long, short = library
     predict = ["-m", "mgcli", "predict", "--device", device.type, "--overwrite"]
-    before = ["env", f"PYTHONPATH={baseline}", sys.executable] if baseline else []
+    # run from the checkout: `python -m` puts the current folder first on the path, before PYTHONPATH
+    before = ["env", "-C", str(baseline), f"PYTHONPATH={baseline}", sys.executable] if baseline else []
     variants = {"default": [], "--clips 10": ["--clips", "10"], "--clips all": ["--clips", "all"]}
     commands = {}
     for name, files in library.items():
