@@ -4,13 +4,19 @@
     python benchmarks/bench.py --models default bbnn    # registry names (default config) or checkpoint files
     python benchmarks/bench.py --device cuda            # the same on a GPU, with mixed precision
     python benchmarks/bench.py --quick                  # tiny model, short audio: seconds (the tests run this)
+    python benchmarks/bench.py --sections library --baseline /tmp/base   # the library's table only, against
+                                                        # a checkout of an earlier commit (git worktree add /tmp/base COMMIT)
 
 Per model it times `predict` end to end (decode + resample + clips + model + aggregation) on a
 30-s WAV and a 4-min MP3, folder tagging, and training steps, in this process on the PyTorch
 engine; beside each fast path it times the naive reference in the same run and prints the
 ratio and the largest output difference. Then the two engines of `mgc predict` as a user runs
 it, whole processes timed in paired rounds (on the CPU), start-up time, preprocess throughput
-and the peak memory of predicting a one-hour file.
+and the peak memory of predicting a one-hour file. Last, a music library: `mgc predict` on a
+folder of twenty 4-min MP3s and one of a hundred 30-s MP3s, whole processes in paired rounds,
+in tracks per minute, with the default `--clips`, `--clips 10` and every clip (`--clips all`,
+what predict did before it had `--clips`), and in process the share of the time the network
+runs (the rest it waits for audio) with one decoding thread and with the model's choice.
 Times are medians of `--repeats` runs after one warm-up run; audio is generated (tones, noise,
 clicks), so the figures do not depend on the data at hand.
 """
@@ -35,6 +41,7 @@ import torch
 
 from mgcli.audio import CLIP_SAMPLES, SAMPLE_RATE, load
 from mgcli.clips import hop_samples
+from mgcli.clips import AUTO_CLIPS
 from mgcli.inference import classify, classify_files, load_model, track_outputs
 from mgcli.models import build, count_parameters
 from mgcli.models.sincresnet import SincResNet
@@ -45,6 +52,7 @@ from mgcli.training.datasets import find_tracks
 
 SOURCE_RATE = 44_100  # the files are written at CD rate, so every prediction includes resampling
 GENRES = ["blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock"]
+SECTIONS = ["models", "engines", "tool", "library"]
 QUICK_MODEL = dict(
     n_filters=8, kernel_sizes=(33, 65, 129), pooled_width=32, backbone_width=8, fc_hidden=16, clip_samples=8000
 )
@@ -317,6 +325,101 @@ def data_path_row(folder: list[Path], clip_samples: int, workdir: Path) -> tuple
     return ("training data path (cache -> augmented clips, 1 worker)", f"{len(clips) / seconds:.0f} clips/s")
 
 
+def make_library(root: Path, quick: bool) -> dict[str, list[Path]]:
+    """Two folders of MP3s as a music library holds them, by their tracks' length: long tracks first, then
+    short ones (20 of 4 min and 100 of 30 s; quick: 2 of 20 s and 3 of 6 s)."""
+    library = {}
+    for count, seconds in [(2, 20.0), (3, 6.0)] if quick else [(20, 240.0), (100, 30.0)]:
+        name = f"{seconds / 60:g}-min" if seconds >= 60 else f"{seconds:g}-s"
+        folder = root / f"library-{name}"
+        folder.mkdir(parents=True, exist_ok=True)
+        library[name] = []
+        for i in range(count):
+            path = folder / f"track{i:03d}.mp3"
+            sf.write(str(path), music_like(seconds, seed=100 + i), SOURCE_RATE)
+            library[name].append(path)
+    return library
+
+
+def network_share(model, files: list[Path], clip_budget: int | None, settle: bool, decoders: int) -> tuple[float, float]:
+    """(tracks per minute, the share of the time the network runs) of `classify_files`, model loaded:
+    the rest of the time it waits for decoded audio (or aggregates, which takes microseconds)."""
+    busy = [0.0]
+    run_clips = model.clip_outputs
+
+    def timed_clips(clips):
+        began = time.perf_counter()
+        try:
+            return run_clips(clips)
+        finally:
+            busy[0] += time.perf_counter() - began
+
+    model.clip_outputs = timed_clips
+    try:
+        began = time.perf_counter()
+        list(classify_files(model, files, clip_budget=clip_budget, decoders=decoders, settle=settle))
+        seconds = time.perf_counter() - began
+    finally:
+        del model.clip_outputs  # the instance attribute: the class's method again
+    return 60 * len(files) / seconds, busy[0] / seconds
+
+
+def library_rows(library: dict[str, list[Path]], device: torch.device, rounds: int, baseline: Path | None) -> list[tuple[str, str]]:
+    """`mgc predict FOLDER --csv` with the shipped default (`--clips auto`), whole processes in paired
+    rounds, against `--clips 10` on long tracks (on 30-s ones it reads what auto reads) and every clip
+    (`--clips all`, what predict did before `--clips`) and, given a checkout of an earlier commit,
+    its `mgc predict`; then the network's share of the time, in process."""
+    long, short = library
+    predict = ["-m", "mgcli", "predict", "--device", device.type, "--overwrite"]
+    # run from the checkout: `python -m` puts the current folder first on the path, before PYTHONPATH
+    before = ["env", "-C", str(baseline), f"PYTHONPATH={baseline}", sys.executable] if baseline else []
+    variants = {"default": [], "--clips 10": ["--clips", "10"], "--clips all": ["--clips", "all"]}
+    commands = {}
+    for name, files in library.items():
+        folder = [str(files[0].parent), "--csv", str(files[0].parent.with_suffix(".csv"))]
+        for variant, extra in variants.items():
+            if variant != "--clips 10" or name == long:
+                commands[name, variant] = [sys.executable, *predict, *folder, *extra]
+        if baseline:
+            commands[name, "before"] = [*before, *predict, *folder]
+    if baseline:
+        one = [str(library[short][0]), "--csv", str(library[short][0].with_suffix(".csv"))]
+        commands["one", "default"] = [sys.executable, *predict, *one]
+        commands["one", "before"] = [*before, *predict, *one]
+        commands["one", "import torch"] = [sys.executable, "-c", "import torch"]
+    t = paired_seconds(commands, rounds)
+    rows = []
+    for name, files in library.items():
+        per_minute = {variant: 60 * len(files) / seconds for (folder, variant), seconds in t.items() if folder == name}
+        rows.append((f"{len(files)} {name} MP3s, default (`--clips auto`)", f"{per_minute['default']:.1f} tracks/min ({t[name, 'default']:.1f} s)"))
+        for variant in per_minute.keys() - {"default"}:
+            label = "before (the baseline checkout)" if variant == "before" else f"`{variant}`"
+            rows.append((f"  {label}", f"{per_minute[variant]:.1f} tracks/min ({t[name, variant]:.1f} s)"))
+            rows.append((f"  ratio {variant} / default", f"{per_minute[variant] / per_minute['default']:.2f}x"))
+    if baseline:
+        rows += [
+            (f"one {short} MP3, default", f"{t['one', 'default']:.2f} s"),
+            ("  before (the baseline checkout)", f"{t['one', 'before']:.2f} s"),
+            ("  `python -c \"import torch\"`", f"{t['one', 'import torch']:.2f} s"),
+            ("  ratio default / importing torch", f"{t['one', 'default'] / t['one', 'import torch']:.2f}x"),
+        ]
+    model = load_model(None, device.type)
+    list(classify_files(model, library[short][:1]))  # warm-up
+    runs = sorted({("auto", model.decoders), ("auto", 1), ("auto", 2), ("all", 1)})
+    budgets = {"auto": (AUTO_CLIPS, True), "10": (10, False), "all": (None, False)}
+    for name, files in library.items():
+        measured: dict[tuple[str, int], list[tuple[float, float]]] = {run: [] for run in runs}
+        for _ in range(rounds):  # paired, as the whole processes above
+            for clips, decoders in runs:
+                measured[clips, decoders].append(network_share(model, files, *budgets[clips], decoders))
+        for (clips, decoders), results in measured.items():
+            per_minute, share = (statistics.median(values) for values in zip(*results))
+            threads = "1 streaming decoding thread" if clips == "all" else f"{decoders} decoding thread(s)"
+            rows.append((f"{name} folder in process ({model.engine} engine), `--clips {clips}`, {threads}: "
+                         "the network's share of the time", f"{share:.0%} ({per_minute:.0f} tracks/min)"))
+    return rows
+
+
 def print_table(title: str, rows: list[tuple[str, str]]) -> None:
     print(f"\n### {title}\n\n| measurement | value |\n|---|---:|")
     for name, value in rows:
@@ -332,6 +435,8 @@ def main() -> None:
     parser.add_argument("--folder-size", type=int, default=10)
     parser.add_argument("--quick", action="store_true", help="tiny model, short audio, one repeat")
     parser.add_argument("--audio-dir", type=Path, help="write the generated audio here and keep it (for musicnn_tf_speed.py)")
+    parser.add_argument("--baseline", type=Path, help="a checkout of an earlier commit: the library table times its `mgc predict` too")
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=SECTIONS, help="the tables to measure (default: all)")
     args = parser.parse_args()
     if args.quick:
         args.models, args.repeats, args.folder_size = ["tiny"], 1, 3
@@ -363,18 +468,23 @@ def main() -> None:
             for _ in range(int(hour_seconds // 60)):  # written a minute at a time
                 sound.write((0.1 * rng.standard_normal(60 * SAMPLE_RATE)).astype(np.float32))
 
-        for spec in args.models:
+        for spec in args.models if "models" in args.sections else []:
             model = open_model(spec, device, args.quick)
             print_table(f"{model.name} ({spec})", bench_model(model, spec, files, args))
-        if device.type == "cpu":
+        if device.type == "cpu" and "engines" in args.sections:
             print_table(f"the shipped default, whole processes ({args.repeats} paired rounds)",
                         engine_rows(files, args.repeats, args.quick))
-        print_table("the tool", [
-            *startup_rows(),
-            preprocess_row(files["folder"], files["short_label"], workdir),
-            data_path_row(files["folder"], CLIP_SAMPLES, workdir),
-            *peak_memory_rows(args.models[0], str(device), hour, args.quick, f"{hour_seconds / 60:g}-min"),
-        ])
+        if "tool" in args.sections:
+            print_table("the tool", [
+                *startup_rows(),
+                preprocess_row(files["folder"], files["short_label"], workdir),
+                data_path_row(files["folder"], CLIP_SAMPLES, workdir),
+                *peak_memory_rows(args.models[0], str(device), hour, args.quick, f"{hour_seconds / 60:g}-min"),
+            ])
+        if "library" in args.sections:
+            library = make_library(workdir, args.quick)
+            print_table(f"a music library, the shipped default ({args.repeats} paired rounds)",
+                        library_rows(library, device, args.repeats, args.baseline))
 
 
 if __name__ == "__main__":

@@ -63,6 +63,7 @@ class DecodeNotes:
     frames: int = 0  # SILENCE_FRAME-long frames decoded (the last may be shorter)
     silent_frames: int = 0
     seconds: float = 0.0  # decoded
+    header_seconds: float = 0.0  # the length the header gives, known once the file is open (before its first block)
     promised_seconds: float = 0.0  # what the header promised, when it promised more than the file holds
 
     def listen(self, block: np.ndarray) -> None:
@@ -127,6 +128,7 @@ def _decode(path: str | Path, block_seconds: float, notes: DecodeNotes) -> Itera
             )
         # soxr's streaming resampler gives exactly what resampling the whole file at once gives,
         # block by block. "HQ" is librosa's default, so musicnn hears what its own code feeds it.
+        notes.header_seconds = sound.frames / source_rate
         resampler = None if source_rate == SAMPLE_RATE else soxr.ResampleStream(source_rate, SAMPLE_RATE, 1, "float32", "HQ")
         block_frames = max(1, min(int(block_seconds * source_rate), MAX_BLOCK_SAMPLES // sound.channels))
         decoded = 0  # source frames

@@ -78,6 +78,8 @@ Hop = Annotated[float, typer.Option("--hop", help="Seconds between clip starts (
 Aggregate = Annotated[str, typer.Option("--aggregate", help="Clips to track: mean_prob, vote (paper) or mean_logit.")]
 # readable=False: a file that cannot be read is a file that failed (exit 1, its own line), not a usage error.
 AudioPaths = Annotated[list[Path], typer.Argument(readable=False, help="Audio files and/or folders (searched recursively).")]
+# A string, so that "all" is one; clips.parse_clip_budget reads it (a bad one is one line, exit 2).
+ClipBudget = Annotated[str, typer.Option("--clips", metavar="N|auto|all", help="Clips read of each track, spread evenly over it, so a long track costs what a 30-s one does; 'auto': 10, and every clip of a track they leave in doubt; 'all': every clip.")]
 ClipsPerPass = Annotated[Optional[int], typer.Option(min=1, help="Clips per forward pass (default: 4 on the CPU, 16 on CUDA).")]
 Data = Annotated[list[Path], typer.Option(help="Dataset folder, CSV manifest or preprocess cache; repeat for several datasets as one.")]
 SplitFiles = Annotated[list[Path], typer.Option("--split-file", help="CSV with path,split columns (train/valid/test): one per --data, in order, or none.")]
@@ -225,15 +227,21 @@ def predict(
     device: Device = "auto",
     engine: Engine = "auto",
     unknown_above: Annotated[Optional[float], typer.Option(metavar="NOVELTY", help=f"Name the genre of tracks whose novelty is above this 'unknown' (0-1; at {NOVELTY_THRESHOLD}, 95% of in-genre valid tracks pass). Off by default.")] = None,
+    clips: ClipBudget = "auto",
 ) -> None:
-    """Tag audio files with their genre, and say how far each is from all of them (novelty)."""
+    """Tag audio files with their genre, and say how far each is from all of them (novelty).
+
+    --timeline, --timeline-csv and --timeline-png read every clip, whatever --clips says.
+    """
     options = dict(locals())  # the parameters, named as the library call's keywords
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from .clips import parse_clip_budget
     from .inference import genre_of
     from .predict import predict_paths
 
-    run = predict_paths(**options)
+    clip_budget, settle = parse_clip_budget(options.pop("clips"))  # --clips is these two, in the library
+    run = predict_paths(**options, clip_budget=clip_budget, settle=settle)
     labels = run.model.labels
     if len(run.todo) < len(run.files):
         err.print(f"skipping {len(run.files) - len(run.todo)} files already in {csv}")
@@ -294,14 +302,17 @@ def tags(
     batch_size: ClipsPerPass = None,
     device: Device = "auto",
     engine: Engine = "auto",
+    clips: ClipBudget = "all",
 ) -> None:
-    """musicnn's tags (genre, mood, era, instruments) with their probabilities: sigmoid per 3-s clip, mean over the track."""
+    """musicnn's tags (genre, mood, era, instruments) with their probabilities: sigmoid per 3-s clip, mean over the clips read."""
     options = dict(locals())  # the parameters, named as the library call's keywords
+    from .clips import parse_clip_budget
     from .inference import top_k as best_of
     from .predict import tag_paths
 
     del options["top_k"]  # how many tags this prints; the files get them all
-    run = tag_paths(**options)
+    clip_budget, settle = parse_clip_budget(options.pop("clips"))
+    run = tag_paths(**options, clip_budget=clip_budget, settle=settle)
     labels = run.model.labels
     results = []
     for result in run.results:

@@ -10,11 +10,14 @@ engines' shared path, and imports no torch: `mgc predict` on the CPU never loads
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -23,7 +26,7 @@ import numpy as np
 from . import MgcError
 from .audio import DEFAULT_HOP_SECONDS, SAMPLE_RATE, AudioError, DecodeNotes, stream
 from .calibration import calibrate
-from .clips import ClipOutputs, hop_samples, iter_spans, span_clips
+from .clips import ClipOutputs, clip_count, hop_samples, iter_clips, iter_spans, span_clips, spread_clips
 from .novelty import NoveltyScale
 from .shipped import default_weights
 
@@ -53,6 +56,10 @@ class Model(Protocol):
     @property
     def reads_spans(self) -> bool:
         """Whether `span_outputs` reads a span of overlapping clips whole (an exact fast path)."""
+
+    @property
+    def decoders(self) -> int:
+        """Threads that decode files ahead of the model when each track is read in a few clips: enough to keep it fed."""
 
     def clip_outputs(self, clips: np.ndarray) -> ClipOutputs:
         """The outputs of a batch of clips [n_clips, clip_samples]."""
@@ -153,6 +160,42 @@ def aggregate(logits: np.ndarray, aggregation: str = "mean_prob") -> np.ndarray:
     return (votes + probs.mean(axis=0)) / (len(logits) + 1)
 
 
+# How sure a clip budget's answer must be before the track's other clips are left unread (--clips
+# auto): its top genre's lead over the second, averaged over the clips read, must exceed this many
+# standard errors of that average. Chosen on the 60-s and 30-s tracks here (benchmarks/clip_budget.py):
+# with 10 clips it agreed with every clip on all of them, reading every clip of 20% of the 60-s ones.
+SETTLED_STANDARD_ERRORS = 2.0
+
+
+def is_settled(
+    model: Model, logits: np.ndarray, n_clips: int, aggregation: str = "mean_prob",
+    standard_errors: float = SETTLED_STANDARD_ERRORS,
+) -> bool:
+    """Whether the clips read, a sample spread over a track of `n_clips`, already give the top genre
+    (or tag) that every clip would.
+
+    Each clip's lead of the sample's top over its second (by its probabilities, logits or vote, as
+    `aggregation` weighs it; by its sigmoids for a tagger) is averaged; its standard error is the
+    sample's, shrunk by the share of the track read (a sample of every clip has none). A lead
+    beyond `standard_errors` of them is settled. The same lead is less sure of a longer
+    track, whose unread clips are more.
+    """
+    if len(logits) >= n_clips:
+        return True
+    if len(logits) < 2:
+        return False
+    if model.is_tagger:
+        scores = sigmoid(logits)
+    elif aggregation == "vote":
+        scores = np.eye(logits.shape[1])[logits.argmax(axis=1)]
+    else:
+        scores = softmax(logits) if aggregation == "mean_prob" else logits
+    first, second = np.argsort(-scores.mean(axis=0))[:2]
+    lead = scores[:, first] - scores[:, second]
+    standard_error = lead.std(ddof=1) / np.sqrt(len(lead)) * np.sqrt(1 - len(lead) / n_clips)
+    return lead.mean() > standard_errors * standard_error
+
+
 def check_aggregation(aggregation: str) -> None:
     """Refuse an unknown aggregation now, before a model is loaded or any audio decoded."""
     if aggregation not in AGGREGATIONS:
@@ -175,6 +218,11 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return z / z.sum(axis=-1, keepdims=True)
 
 
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """A tagger's probability per tag, without exp's overflow."""
+    return 0.5 * (1.0 + np.tanh(0.5 * logits))
+
+
 @dataclass
 class TrackResult:
     path: str
@@ -183,6 +231,7 @@ class TrackResult:
     error: str = ""
     warning: str = ""  # tagged, but the user should know (silence, a truncated file): audio.DecodeNotes
     novelty: float | None = None  # 0 (typical of a known genre) to 1 (like none); None: the model gives none (novelty.py)
+    clip_starts: list[float] = field(default_factory=list)  # seconds: where each clip read begins, in track order
 
     @property
     def clips(self) -> int:
@@ -195,20 +244,29 @@ def classify(
     hop_seconds: float = DEFAULT_HOP_SECONDS,
     aggregation: str = "mean_prob",
     batch_size: int | None = None,
+    clip_budget: int | None = None,
 ) -> TrackResult:
     """Genre probabilities of one audio file; decoding streams, so long files stay in bounded memory.
 
     It runs `classify_files`, whose decoding thread overlaps decoding with the model (a 4-min
     MP3 took 2.7 s instead of 3.5 with musicnn on 2 cores); a file that fails raises AudioError.
     """
-    results = classify_files(model, [path], hop_seconds, aggregation, batch_size)
-    try:
-        result = next(results)
-    finally:
-        results.close()  # stops the decoding thread
+    result = _classify_one(model, path, hop_seconds, aggregation, batch_size, clip_budget)
     if result.error:
         raise AudioError(result.error)
     return result
+
+
+def _classify_one(
+    model: Model, path: str | Path, hop_seconds: float, aggregation: str, batch_size: int | None,
+    clip_budget: int | None = None, settle: bool = False,
+) -> TrackResult:
+    """`classify_files` on one file: its result, error or not."""
+    results = classify_files(model, [path], hop_seconds, aggregation, batch_size, clip_budget, settle=settle)
+    try:
+        return next(results)
+    finally:
+        results.close()  # stops the decoding threads
 
 
 def classify_files(
@@ -217,19 +275,28 @@ def classify_files(
     hop_seconds: float = DEFAULT_HOP_SECONDS,
     aggregation: str = "mean_prob",
     batch_size: int | None = None,
+    clip_budget: int | None = None,
+    decoders: int | None = None,
+    settle: bool = False,
 ) -> Iterator[TrackResult]:
     """Classify files, yielding results in order; a file that fails gives a result carrying its error.
 
-    A decoding thread keeps the next files' clips coming while the model runs (soundfile and
-    the resampler release the GIL), and consecutive files share batches, so a folder of short
-    tracks still runs full batches. Models with a fast path read each span whole instead.
+    `clip_budget` N: each track is heard in N of its clips spread evenly over it (clips.spread_clips;
+    every clip of a track that has no more), decoded by `decoders` threads (None: the model's
+    choice) a few files ahead of the model, so that its cost stops growing with its length; with
+    `settle`, a track whose N clips leave its top genre in doubt (`is_settled`) is read again,
+    every clip of it. None: every clip, streamed by one decoding thread, in memory bounded
+    whatever the track's length. Either way the decoding (soundfile and the resampler release
+    the GIL) overlaps the model, and consecutive files share batches, so a folder of short
+    tracks still runs full batches. Models with a fast path read each span of several clips
+    whole instead.
     """
     paths = [str(path) for path in paths]
     hop = hop_samples(hop_seconds)
     batch_size = batch_size or model.batch_size
     outputs: dict[int, list[ClipOutputs]] = {}  # file index -> its clips' outputs so far
     errors: dict[int, str] = {}
-    warnings: dict[int, str] = {}
+    ends: dict[int, FileEnd] = {}
     batches = ClipBatches(batch_size)
     ended = next_result = 0  # files decoded to the end; files yielded
 
@@ -245,25 +312,43 @@ def classify_files(
         for index in dict.fromkeys(owners):  # each file once, in order
             outputs.setdefault(index, []).append(batch.rows(owner_of_row == index))
 
-    with _decoded_ahead(paths, model.clip_samples, hop, batch_size) as decoded:
-        for index, span, n_clips, ending in decoded:
-            if span is not None and model.reads_spans:
+    if clip_budget is None:
+        decoding = _decoded_ahead(paths, model.clip_samples, hop, batch_size)
+    else:
+        decoding = _picked_ahead(paths, model.clip_samples, hop, clip_budget, decoders or model.decoders)
+    with decoding as decoded:
+        for index, span, n_clips, end in decoded:
+            if span is not None and model.reads_spans and n_clips > 1:  # a lone clip is batched with others
                 run([index] * n_clips, lambda: model.span_outputs(span, hop, n_clips))
             elif span is not None:
                 batches.add(index, span_clips(span, model.clip_samples, hop, n_clips))
-            if ending is not None:
+            if end is not None:
                 ended = index + 1
-                error, warnings[index] = ending
-                if error:
-                    errors[index] = error
+                ends[index] = end
+                if end.error:
+                    errors[index] = end.error
             for owners, clips in batches.ready(final=ended == len(paths)):
                 run(owners, lambda: model.clip_outputs(clips))
             while next_result < ended and not batches.holds(next_result):
-                yield _result(
+                end = ends.pop(next_result)
+                result = _result(
                     model, paths[next_result], outputs.pop(next_result, []), errors.pop(next_result, ""),
-                    warnings.pop(next_result), aggregation,
+                    end.warning, [round(i * hop / SAMPLE_RATE, 3) for i in end.clip_indices], aggregation,
                 )
+                if settle and not result.error and not is_settled(model, result.clip_logits, end.n_clips, aggregation):
+                    result = _classify_one(model, result.path, hop_seconds, aggregation, batch_size)
+                yield result
                 next_result += 1
+
+
+@dataclass
+class FileEnd:
+    """What the decoding says of a file once it is done with it."""
+
+    error: str  # "" when it was decoded
+    warning: str  # audio.DecodeNotes.warning
+    clip_indices: list[int]  # the clips read, in iter_spans' numbering of the track's clips
+    n_clips: int  # the track's clips, read or not
 
 
 class ClipBatches:
@@ -290,14 +375,15 @@ class ClipBatches:
             yield owners, np.stack(clips)
 
 
-@contextlib.contextmanager
-def _decoded_ahead(
-    paths: list[str], clip_samples: int, hop: int, max_clips: int
-) -> Iterator[Iterator[tuple[int, np.ndarray | None, int, tuple[str, str] | None]]]:
-    """The files' spans (clips.iter_spans), decoded by a thread ahead of their use.
+Decoded = Iterator[tuple[int, "np.ndarray | None", int, "FileEnd | None"]]
 
-    Yields (file index, span, n_clips, None) per span and (file index, None, 0, (error, warning))
-    when a file ends, and stops after the last file. Leaving the context stops the thread.
+
+@contextlib.contextmanager
+def _decoded_ahead(paths: list[str], clip_samples: int, hop: int, max_clips: int) -> Iterator[Decoded]:
+    """Every clip of the files, as spans (clips.iter_spans), decoded by a thread ahead of their use.
+
+    Yields (file index, span, n_clips, None) per span and (file index, None, 0, FileEnd) when a
+    file ends, and stops after the last file. Leaving the context stops the thread.
     """
     spans: queue.Queue = queue.Queue(maxsize=8)  # bounds the audio decoded ahead
     stop = threading.Event()
@@ -315,16 +401,16 @@ def _decoded_ahead(
                 return
             error = ""
             notes = DecodeNotes()
+            n_read = 0
             try:
                 for span, n in iter_spans(stream(path, notes=notes), clip_samples, hop, max_clips):
                     put((index, span, n, None))
+                    n_read += n
                     if stop.is_set():
                         return
-            except MgcError as failure:
-                error = str(failure)
             except Exception as failure:  # reported per file: one bad file must not stop a folder
-                error = f"{path}: {type(failure).__name__}: {failure}"
-            put((index, None, 0, (error, notes.warning(path, clip_samples / SAMPLE_RATE))))
+                error = _failure(path, failure)
+            put((index, None, 0, FileEnd(error, notes.warning(path, clip_samples / SAMPLE_RATE), list(range(n_read)), n_read)))
         put(None)
 
     decoder = threading.Thread(target=decode, daemon=True)
@@ -336,8 +422,77 @@ def _decoded_ahead(
         decoder.join(timeout=10)  # it stops after its span: the process should not end while it is inside a decoder
 
 
+@contextlib.contextmanager
+def _picked_ahead(paths: list[str], clip_samples: int, hop: int, budget: int, decoders: int) -> Iterator[Decoded]:
+    """`budget` clips of each file (see _picked_clips), decoded by a pool of `decoders` threads, a
+    few files ahead of their use, in _decoded_ahead's items: each clip as a span of one.
+
+    Leaving the context cancels the files not begun and stops the others at their next clip.
+    """
+    stop = threading.Event()
+    pool = ThreadPoolExecutor(decoders, thread_name_prefix="mgc-decode")
+    files = iter(enumerate(paths))
+
+    def submit(count: int) -> list:
+        return [(index, pool.submit(_picked_clips, path, clip_samples, hop, budget, stop))
+                for index, path in itertools.islice(files, count)]
+
+    def items() -> Decoded:
+        pending = deque(submit(2 * decoders))  # bounds the audio decoded ahead
+        while pending:
+            index, future = pending.popleft()
+            pending.extend(submit(1))
+            clips, end = future.result()
+            for clip in clips:
+                yield index, clip, 1, None
+            yield index, None, 0, end
+
+    try:
+        yield items()
+    finally:
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _picked_clips(
+    path: str, clip_samples: int, hop: int, budget: int, stop: threading.Event, n_clips: int | None = None
+) -> tuple[list[np.ndarray], FileEnd]:
+    """A file's `budget` clips spread over it (clips.spread_clips), and its FileEnd.
+
+    The spread is planned on the length the header gives (`n_clips` clips when given), and the
+    file decoded whole, keeping only those clips: its warnings (silence, truncation) are the
+    whole file's. A file that turns out to hold fewer clips than the plan reached (a truncated
+    file) is decoded again, the clips spread over what it holds.
+    """
+    notes = DecodeNotes()
+    kept: list[np.ndarray] = []
+    read: list[int] = []
+    n_decoded = 0
+    try:
+        blocks = stream(path, notes=notes)
+        first = next(blocks)  # opens the file: its header's length is known from here
+        plan = set(spread_clips(n_clips or clip_count(round(notes.header_seconds * SAMPLE_RATE), clip_samples, hop), budget))
+        for n_decoded, clip in enumerate(iter_clips(itertools.chain([first], blocks), clip_samples, hop), 1):
+            if stop.is_set():
+                break
+            if n_decoded - 1 in plan:
+                kept.append(clip.copy())  # a view would keep its whole decoded block alive
+                read.append(n_decoded - 1)
+    except Exception as failure:  # reported per file: one bad file must not stop a folder
+        return [], FileEnd(_failure(path, failure), "", [], 0)
+    if n_clips is None and len(read) < min(budget, n_decoded) and not stop.is_set():
+        return _picked_clips(path, clip_samples, hop, budget, stop, n_decoded)
+    return kept, FileEnd("", notes.warning(path, clip_samples / SAMPLE_RATE), read, n_decoded)
+
+
+def _failure(path: str, failure: Exception) -> str:
+    """A file's failure in one line: an MgcError says it already; anything else, what it was."""
+    return str(failure) if isinstance(failure, MgcError) else f"{path}: {type(failure).__name__}: {failure}"
+
+
 def _result(
-    model: Model, path: str, parts: list[ClipOutputs], error: str, warning: str, aggregation: str
+    model: Model, path: str, parts: list[ClipOutputs], error: str, warning: str, clip_starts: list[float],
+    aggregation: str,
 ) -> TrackResult:
     if error:
         return TrackResult(path, error=error)
@@ -348,7 +503,7 @@ def _result(
         return TrackResult(path, error=f"{path}: the model's outputs for this audio are not finite numbers")
     probabilities = calibrate(aggregate(outputs.logits, aggregation), model.temperatures.get(aggregation, 1.0))
     novelty = model.novelty.novelty(tags) if model.novelty is not None and tags is not None else None
-    return TrackResult(path, probabilities, outputs.logits, warning=warning, novelty=novelty)
+    return TrackResult(path, probabilities, outputs.logits, warning=warning, novelty=novelty, clip_starts=clip_starts)
 
 
 UNKNOWN = "unknown"  # the genre of a track whose novelty is above the --unknown-above the user gave

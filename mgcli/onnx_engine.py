@@ -22,7 +22,7 @@ import numpy as np
 from . import MgcError, first_line
 from .audio import SAMPLE_RATE
 from .clips import ClipOutputs, span_clips
-from .cores import cpu_sample, engine_threads
+from .cores import cpu_sample, decoding_threads, engine_threads
 from .novelty import NoveltyScale
 
 INPUT_NAME = "waveform"  # the exported graph's input and output names
@@ -51,6 +51,7 @@ class OnnxModel:
     # a track's first 12 s while the decoding thread reads on, and 8 were no faster in paired
     # whole-process runs (docs/performance.md).
     batch_size = 4
+    decoders = decoding_threads("cpu")  # threads decoding files ahead of it (inference.classify_files)
 
     def clip_outputs(self, clips: np.ndarray) -> ClipOutputs:
         """The outputs of a batch of clips [n_clips, clip_samples]."""

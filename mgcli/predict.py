@@ -20,7 +20,7 @@ import numpy as np
 from . import MgcError, inference
 from .audio import DEFAULT_HOP_SECONDS, SAMPLE_RATE
 from .catalogue import find_audio, parse_shard, shard_files
-from .clips import hop_samples
+from .clips import AUTO_CLIPS, check_clip_budget, hop_samples
 from .files import check_outputs
 from .inference import (
     Model, TrackResult, check_aggregation, check_batch_size, classify_files, load_model, model_files, refuse_tagger,
@@ -59,6 +59,8 @@ def predict_paths(
     device: str = "auto",
     engine: str = "auto",
     unknown_above: float | None = None,
+    clip_budget: int | None = AUTO_CLIPS,
+    settle: bool = True,
 ) -> Run:
     """Tag the audio files in `paths` (files and folders, searched recursively) with their genre.
 
@@ -67,7 +69,9 @@ def predict_paths(
     clip's when `timeline`), `timeline_csv` (one row per clip) and `timeline_png` (one
     file's clips drawn; needs mgcli[plot]). `shard` "I/N" keeps shard I of N of the files.
     `unknown_above`: the outputs name the genre of a track whose novelty is above it "unknown"
-    (novelty.py; the model must give a novelty score).
+    (novelty.py; the model must give a novelty score). `clip_budget` N: each track is heard in N
+    clips spread over it (None: every clip), and with `settle` in every clip where those leave
+    its genre in doubt (inference.classify_files); a timeline reads every clip.
     """
     check_aggregation(aggregation)
     if unknown_above is not None and not 0.0 <= unknown_above <= 1.0:
@@ -76,7 +80,10 @@ def predict_paths(
         raise MgcError("--timeline-csv cannot resume; leave out --skip-existing or write the timeline in a run of its own")
     if skip_existing and overwrite:
         raise MgcError("--skip-existing keeps the CSV's rows and --overwrite replaces them: pass one of them")
-    files = _files(paths, weights or default_weights(), hop_seconds, batch_size, (csv, json_out, timeline_csv, timeline_png), shard)
+    files = _files(paths, weights or default_weights(), hop_seconds, batch_size, clip_budget,
+                   (csv, json_out, timeline_csv, timeline_png), shard)
+    if timeline or timeline_csv or timeline_png:
+        clip_budget = None  # the genre over time is wanted all of the time
     if timeline_png:
         from .explain.plot import draw_timeline, require_matplotlib
 
@@ -100,7 +107,7 @@ def predict_paths(
             TimelineCsvWriter(timeline_csv, model.labels, overwrite)
         )) if timeline_csv else None
         if rows and rows.sample:
-            _check_same_model(rows, model, hop_seconds, aggregation, batch_size)
+            _check_same_model(rows, model, hop_seconds, aggregation, batch_size, clip_budget, settle)
         todo = [f for f in files if not (rows and rows.is_done(f))]
         tagged_now = {os.path.realpath(f) for f in todo}
         records = opening.enter_context(contextlib.closing(JsonWriter(
@@ -116,7 +123,7 @@ def predict_paths(
     def results() -> Iterator[TrackResult]:
         first = None
         with writers:
-            for result in classify_files(model, todo, hop_seconds, aggregation, batch_size):
+            for result in classify_files(model, todo, hop_seconds, aggregation, batch_size, clip_budget, settle=settle):
                 if records:  # before its row: a file the CSV has finished is in the JSON too, however the run ends
                     records.write(result_dict(
                         result, model.labels, top_k, clips_of(result) if timeline and not result.error else None, unknown_above
@@ -138,12 +145,15 @@ def predict_paths(
 SAME_MODEL_TOLERANCE = 5e-4
 
 
-def _check_same_model(rows: CsvWriter, model: Model, hop_seconds: float, aggregation: str, batch_size: int | None) -> None:
+def _check_same_model(
+    rows: CsvWriter, model: Model, hop_seconds: float, aggregation: str, batch_size: int | None, clip_budget: int | None,
+    settle: bool,
+) -> None:
     """Refuse to resume a CSV that another model, or other settings, wrote (the CSV's columns name
     the labels, not the model): one finished file is tagged again, and must give its row's
     probabilities. A file no longer there proves nothing, and is let be."""
     path, written = rows.sample
-    [result] = classify_files(model, [path], hop_seconds, aggregation, batch_size)
+    [result] = classify_files(model, [path], hop_seconds, aggregation, batch_size, clip_budget, settle=settle)
     if result.probabilities is not None and np.abs(result.probabilities - written).max() > SAME_MODEL_TOLERANCE:
         raise MgcError(f"{rows.path}: its rows were written by another model or with another --hop or --aggregate "
                        f"({path} now gives other probabilities); resume it with those, or write a new CSV")
@@ -159,9 +169,11 @@ def tag_paths(
     batch_size: int | None = None,
     device: str = "auto",
     engine: str = "auto",
+    clip_budget: int | None = None,
+    settle: bool = False,
 ) -> Run:
     """musicnn's tags of the audio files in `paths`, written to `csv` and `json_out` (see `predict_paths`)."""
-    files = _files(paths, weights or DEFAULT_TAGGER, hop_seconds, batch_size, (csv, json_out), None)
+    files = _files(paths, weights or DEFAULT_TAGGER, hop_seconds, batch_size, clip_budget, (csv, json_out), None)
     check_replaceable(csv, overwrite, resumable=False)
     model = load_tagger(weights, device, engine)
     with contextlib.ExitStack() as opening:  # a writer that fails to open closes the one opened before it
@@ -173,7 +185,7 @@ def tag_paths(
 
     def results() -> Iterator[TrackResult]:
         with writers:
-            for result in tag_files(model, files, hop_seconds, batch_size):
+            for result in tag_files(model, files, hop_seconds, batch_size, clip_budget, settle):
                 if records:
                     records.write(tags_dict(result, model.labels))
                 if rows:
@@ -184,14 +196,15 @@ def tag_paths(
 
 
 def _files(
-    paths: Iterable[str | Path], weights: str | Path, hop_seconds: float, batch_size: int | None, outputs: tuple,
-    shard: str | None,
+    paths: Iterable[str | Path], weights: str | Path, hop_seconds: float, batch_size: int | None, clip_budget: int | None,
+    outputs: tuple, shard: str | None,
 ) -> list[Path]:
-    """The audio files to run on, once the hop, the batch and every output are known to be good (and
-    apart from the inputs: the files and the model's, `weights` and its twin)."""
+    """The audio files to run on, once the hop, the batch, the clip budget and every output are known to be
+    good (and apart from the inputs: the files and the model's, `weights` and its twin)."""
     paths = list(paths)
     hop_samples(hop_seconds)  # these refuse bad input now, not after hours of tagging
     check_batch_size(batch_size)
+    check_clip_budget(clip_budget)
     shard_index, shard_count = parse_shard(shard) if shard else (0, 1)
     files = find_audio(paths)
     if not files:

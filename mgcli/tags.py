@@ -10,7 +10,7 @@ import numpy as np
 
 from . import MgcError
 from .audio import DEFAULT_HOP_SECONDS
-from .inference import Model, TrackResult, classify_files, load_model, top_k
+from .inference import Model, TrackResult, classify_files, load_model, sigmoid, top_k
 from .shipped import DEFAULT_TAGGER
 
 
@@ -30,7 +30,7 @@ def tag_probabilities(clip_logits: np.ndarray) -> np.ndarray:
 
     Tags are not exclusive (a track is rock, guitar and male vocals at once), hence no softmax.
     """
-    return (0.5 * (1.0 + np.tanh(0.5 * clip_logits))).mean(axis=0)  # the sigmoid, without exp's overflow
+    return sigmoid(clip_logits).mean(axis=0)
 
 
 def tag_files(
@@ -38,9 +38,11 @@ def tag_files(
     paths: Iterable[str | Path],
     hop_seconds: float = DEFAULT_HOP_SECONDS,
     batch_size: int | None = None,
+    clip_budget: int | None = None,
+    settle: bool = False,
 ) -> Iterator[TrackResult]:
     """`classify_files` for a tagger: each result's probabilities are its `tag_probabilities`."""
-    for result in classify_files(model, paths, hop_seconds, "mean_prob", batch_size):
+    for result in classify_files(model, paths, hop_seconds, "mean_prob", batch_size, clip_budget, settle=settle):
         yield result if result.error else replace(result, probabilities=tag_probabilities(result.clip_logits))
 
 

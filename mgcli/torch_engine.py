@@ -18,7 +18,7 @@ import torch
 from . import MgcError
 from .checkpoint import load_checkpoint, network_from_checkpoint, novelty_of, temperatures_of
 from .clips import ClipOutputs, span_clips
-from .cores import cpu_sample, engine_threads
+from .cores import cpu_sample, decoding_threads, engine_threads
 from .models.base import GenreNetwork
 from .novelty import NoveltyScale
 
@@ -54,6 +54,11 @@ class GenreModel:
         4-clip spans as with 16; see docs/performance.md). 16 on CUDA, which wants big batches.
         """
         return 16 if self.device.type == "cuda" else 4
+
+    @property
+    def decoders(self) -> int:
+        """Threads decoding files ahead of the network (inference.classify_files; cores.decoding_threads)."""
+        return decoding_threads(self.device.type)
 
     @property
     def reads_spans(self) -> bool:

@@ -172,6 +172,7 @@ def result_dict(
         "top_k": [{"genre": g, "probability": round(p, 4)} for g, p in best],
         "probabilities": {label: round(float(p), 4) for label, p in zip(labels, result.probabilities)},
         "clips": result.clips,
+        "clip_starts": result.clip_starts,
         "novelty": None if result.novelty is None else round(result.novelty, 4),
     }
     if result.warning:
@@ -186,7 +187,7 @@ def tags_dict(result: TrackResult, labels: list[str]) -> dict:
     if result.probabilities is None:
         return {"path": result.path, "error": result.error}
     tags = {label: round(p, 4) for label, p in top_k(result.probabilities, labels, len(labels))}
-    record = {"path": result.path, "tags": tags, "clips": result.clips}
+    record = {"path": result.path, "tags": tags, "clips": result.clips, "clip_starts": result.clip_starts}
     if result.warning:
         record["warning"] = result.warning
     return record

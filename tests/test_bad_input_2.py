@@ -136,7 +136,7 @@ def test_a_model_that_answers_nan_gives_an_error_not_a_nan(weights):
 
     model = load_model(weights, "cpu")
     for outputs in (ClipOutputs(np.array([[np.nan, 0.0]])), ClipOutputs(np.zeros((1, 2)), np.array([[np.inf, 0.0]]))):
-        result = _result(model, "x.wav", [outputs], "", "", "mean_prob")
+        result = _result(model, "x.wav", [outputs], "", "", [0.0], "mean_prob")
         assert result.probabilities is None and result.error == "x.wav: the model's outputs for this audio are not finite numbers"
 
 
