@@ -15,7 +15,7 @@ from test_cli import mgc
 
 from mgcli import MgcError
 from mgcli.clips import AUTO_CLIPS, clip_count, iter_clips, parse_clip_budget, spread_clips
-from mgcli.cores import cores
+from mgcli.cores import machine_cores
 from mgcli.inference import classify, classify_files, is_settled, load_model
 from mgcli.models import build
 from mgcli.torch_engine import GenreModel
@@ -113,8 +113,8 @@ def test_the_decoding_pool_keeps_the_files_order_and_their_failures(trained_run,
 
 def test_cuda_decodes_on_every_core_and_the_cpu_on_a_few():
     network = build("ms-sincresnet", n_classes=2, **TINY)
-    assert GenreModel("tiny", network, ["a", "b"], torch.device("cuda")).decoders == cores()
-    assert GenreModel("tiny", network, ["a", "b"], torch.device("cpu")).decoders == max(1, cores() // 2)
+    assert GenreModel("tiny", network, ["a", "b"], torch.device("cuda")).decoders == machine_cores()
+    assert GenreModel("tiny", network, ["a", "b"], torch.device("cpu")).decoders == max(1, machine_cores() // 2)
 
 
 def test_predict_reads_the_budget_and_the_json_says_which_clips(capsys, weights, tmp_path):  # noqa: F811
