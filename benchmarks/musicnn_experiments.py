@@ -57,6 +57,8 @@ RECIPES = {
     "finetune-smooth-rate0.3": ("musicnn", {"head_dropout": 0.5}, dict(ADAM, epochs=10, lr=0.001, pretrained_lr_scale=0.3, weight_decay=1e-4, label_smoothing=0.1)),
     "finetune-smooth-rate0.03": ("musicnn", {"head_dropout": 0.5}, dict(ADAM, epochs=10, lr=0.001, pretrained_lr_scale=0.03, weight_decay=1e-4, label_smoothing=0.1)),
     "finetune-smooth-decay": ("musicnn", {"head_dropout": 0.5}, dict(ADAM, epochs=10, lr=0.001, pretrained_lr_scale=0.1, weight_decay=1e-3, label_smoothing=0.1)),
+    "finetune-smooth-20-clips8": ("musicnn", {"head_dropout": 0.5}, dict(ADAM, epochs=20, lr=0.001, pretrained_lr_scale=0.1, weight_decay=1e-4, label_smoothing=0.1, clips_per_track=8)),
+    "finetune-smooth-20-pooled": ("musicnn", {"head_dropout": 0.5, "head": "pooled"}, dict(ADAM, epochs=20, lr=0.001, pretrained_lr_scale=0.1, weight_decay=1e-4, label_smoothing=0.1)),
     "finetune-mtt": ("musicnn", {"pretrained": "mtt", "head_dropout": 0.5}, dict(ADAM, epochs=10, lr=0.001, pretrained_lr_scale=0.1, weight_decay=1e-4)),
 }
 

@@ -48,8 +48,7 @@ class NoveltyScale:
 
     def evidence(self, tag_logits: np.ndarray) -> float:
         """The weighted sum of the tags' probabilities, from a track's clip tag logits [n_clips, n_tags]."""
-        chosen = tag_logits[:, list(self.tags.values())]
-        probabilities = (0.5 * (1.0 + np.tanh(0.5 * chosen))).mean(axis=0)  # sigmoid, as tags.tag_probabilities
+        probabilities = mean_tag_probabilities(tag_logits[:, list(self.tags.values())])
         weights = np.ones(len(self.tags)) if self.weights is None else np.array([self.weights[tag] for tag in self.tags])
         return float(probabilities @ weights)
 
@@ -114,7 +113,8 @@ def fit_novelty(
 
 
 def mean_tag_probabilities(tag_logits: np.ndarray) -> np.ndarray:
-    """A track's tag probabilities [n_tags]: each clip's sigmoid, averaged over its clips [n_clips, n_tags]."""
+    """A track's tag probabilities [n_tags]: each clip's sigmoid (as tags.tag_probabilities), averaged over
+    its clips [n_clips, n_tags]."""
     return (0.5 * (1.0 + np.tanh(0.5 * tag_logits))).mean(axis=0)
 
 
@@ -130,14 +130,13 @@ def cross_fitted_evidence(inside: np.ndarray, outside: np.ndarray, penalty: floa
     return evidence
 
 
-def tag_weights(inside: np.ndarray, outside: np.ndarray, penalty: float = L2_PENALTY) -> np.ndarray:
+def tag_weights(inside: np.ndarray, outside: np.ndarray, penalty: float) -> np.ndarray:
     """Per-tag weights [n_tags] whose weighted sum of a track's tag probabilities tells outside tracks from inside ones.
 
     A logistic regression on the standardised probabilities of `inside` and `outside` tracks
     [n, n_tags], the two groups weighted equally (their mean log-loss, plus `penalty`/2 times the
-    squared weights), fit by Newton's method; its
-    weights are returned on the raw probabilities' scale (the intercept drops out: the novelty
-    scale is fit on the evidence afterwards).
+    squared weights), fit by Newton's method; its weights are returned on the raw probabilities'
+    scale (the intercept drops out: the novelty scale is fit on the evidence afterwards).
     """
     features = np.concatenate([inside, outside])
     mean, spread = features.mean(axis=0), features.std(axis=0) + 1e-6
