@@ -58,6 +58,10 @@ RECIPES = {
     "finetune-smooth-rate0.03": ("musicnn", {"head_dropout": 0.5}, dict(ADAM, epochs=10, lr=0.001, pretrained_lr_scale=0.03, weight_decay=1e-4, label_smoothing=0.1)),
     "finetune-smooth-decay": ("musicnn", {"head_dropout": 0.5}, dict(ADAM, epochs=10, lr=0.001, pretrained_lr_scale=0.1, weight_decay=1e-3, label_smoothing=0.1)),
     "finetune-smooth-20-clips8": ("musicnn", {"head_dropout": 0.5}, dict(ADAM, epochs=20, lr=0.001, pretrained_lr_scale=0.1, weight_decay=1e-4, label_smoothing=0.1, clips_per_track=8)),
+    **{f"finetune-smooth-20-seed{seed}": ("musicnn", {"head_dropout": 0.5}, dict(ADAM, epochs=20, lr=0.001, pretrained_lr_scale=0.1, weight_decay=1e-4, label_smoothing=0.1) | {"seed": seed})
+       for seed in (1, 2)},
+    # A genre layer on the fine-tuned embedding and the kept (frozen) tagger's tag logits.
+    "finetune-smooth-20-tags": ("musicnn", {"head_dropout": 0.5, "head": "penultimate+tags", "keep_tagger": True}, dict(ADAM, epochs=20, lr=0.001, pretrained_lr_scale=0.1, weight_decay=1e-4, label_smoothing=0.1)),
     "finetune-smooth-20-pooled": ("musicnn", {"head_dropout": 0.5, "head": "pooled"}, dict(ADAM, epochs=20, lr=0.001, pretrained_lr_scale=0.1, weight_decay=1e-4, label_smoothing=0.1)),
     "finetune-mtt": ("musicnn", {"pretrained": "mtt", "head_dropout": 0.5}, dict(ADAM, epochs=10, lr=0.001, pretrained_lr_scale=0.1, weight_decay=1e-4)),
 }

@@ -31,7 +31,9 @@ from mgcli.calibration import calibrate
 from mgcli.checkpoint import load_checkpoint
 from mgcli.clips import hop_samples
 from mgcli.inference import aggregate, load_model, track_outputs
-from mgcli.novelty import IN_GENRE_PASS, L2_PENALTY, NOVELTY_THRESHOLD, auroc, fit_novelty, mean_tag_probabilities
+from mgcli.novelty import (
+    IN_GENRE_PASS, L2_PENALTY, NOVELTY_THRESHOLD, auroc, cross_fitted_evidence, fit_novelty, mean_tag_probabilities, tag_weights,
+)
 from mgcli.shipped import WEIGHTS_DIR
 from mgcli.training.cache import read_cache
 from mgcli.training.datasets import apply_split_file
@@ -109,10 +111,20 @@ def candidates(tag_labels: list[str], temperature: float) -> dict:
         typical, threshold = np.quantile([score(r) for r in inside], [0.5, IN_GENRE_PASS])
         return lambda row: float(np.clip((score(row) - typical) / ((threshold - typical) / NOVELTY_THRESHOLD), 0.0, 1.0))
 
+    def with_genre_entropy(inside, outside):  # the tags and the calibrated genre entropy in one regression, fit as fit_novelty does
+        def features(row):
+            genres = calibrate(row["genres"], temperature)
+            return np.append(row["tags"], -(genres * np.log(np.maximum(genres, 1e-12))).sum())
+        inside_x, outside_x = np.array([features(r) for r in inside]), np.array([features(r) for r in outside])
+        weights = tag_weights(inside_x, outside_x, L2_PENALTY)
+        typical, threshold = np.quantile(cross_fitted_evidence(inside_x, outside_x, L2_PENALTY), [0.5, IN_GENRE_PASS])
+        return lambda row: float(np.clip((features(row) @ weights - typical) / ((threshold - typical) / NOVELTY_THRESHOLD), 0.0, 1.0))
+
     return {
         "ten out-of-genre tags, summed (the shipped score until issue 29)": novelty_fit(None),
         "1 - top genre probability (calibrated)": uncertainty,
         **{f"all 50 tags, weights learnt (L2 {p:g}{', shipped' if p == L2_PENALTY else ''})": novelty_fit(p) for p in PENALTIES},
+        f"all 50 tags and the genre entropy, weights learnt (L2 {L2_PENALTY:g})": with_genre_entropy,
     }
 
 

@@ -129,6 +129,34 @@ def test_keep_tagger_needs_a_frozen_pretrained_front_end():
             build("musicnn", keep_tagger=True, **{"pretrained": "msd", **TINY_MUSICNN, **settings})
 
 
+def test_a_genre_layer_on_the_embedding_and_the_kept_taggers_tags(tmp_path, tagger_runs):
+    from mgcli.checkpoint import network_from_checkpoint
+    from mgcli.models import build
+    from mgcli.training.config import TrainConfig
+    from mgcli.training.datasets import find_tracks, labels_of, split_tracks
+    from mgcli.training.loop import fit
+
+    _, _, tagger, data = tagger_runs
+    with pytest.raises(MgcError, match="needs keep_tagger=true"):
+        build("musicnn", head="penultimate+tags", pretrained="msd", **TINY_MUSICNN)
+    tracks = find_tracks(data)
+    split = split_tracks(tracks, valid_fraction=0.3)
+    config = TrainConfig(epochs=2, batch_size=8, optimizer="adam", lr=0.01, warmup_epochs=0, feature_hop_seconds=0.5)
+    settings = {**TINY_MUSICNN, "pretrained": "msd", "keep_tagger": True, "head": "penultimate+tags"}
+    fit("musicnn", split["train"], split["valid"], labels_of(tracks), tmp_path / "run", config, settings, "cpu",
+        init_backbone=str(tagger), verbose=False)
+    network = network_from_checkpoint(load_checkpoint(tmp_path / "run" / "last.pt")).eval()
+    kept = {k.removeprefix("tagger."): v for k, v in network.state_dict().items() if k.startswith("tagger.")}
+    assert all(torch.equal(v, load_checkpoint(tagger)["state_dict"][k]) for k, v in kept.items())  # the tags stay the tagger's
+    assert network.head.in_features == TINY_MUSICNN["backend_units"] + 50
+    wave = torch.randn(3, TINY_MUSICNN["clip_samples"])
+    with torch.no_grad():
+        logits, tags = network.forward_with_tags(wave)
+        torch.testing.assert_close(logits, network(wave))
+        network.tagger.tags.bias += 1.0  # other tags, other genre logits: the genre layer reads them
+        assert not torch.allclose(network(wave), logits)
+
+
 def test_novelty_through_calibrate_export_and_predict(capsys, tagger_runs, tmp_path):
     run, _, _, data = tagger_runs
     checkpoint = tmp_path / "model.pt"

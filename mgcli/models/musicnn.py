@@ -35,7 +35,7 @@ FFT_SIZE = 512
 FFT_HOP = 256
 TF_BATCHNORM_EPS = 1e-3  # tf.layers.batch_normalization's default (PyTorch's is 1e-5)
 FLOAT16_MAX = 65504.0
-HEADS = ("tags", "penultimate", "pooled")
+HEADS = ("tags", "penultimate", "pooled", "penultimate+tags")
 FRONT_END_PREFIXES = ("front_end.", "input_norm.", "timbral.", "temporal.")
 FREEZE = ("none", "front-end", "body")
 
@@ -175,6 +175,7 @@ class MusicnnConfig:
     n_classes: int = 10
     clip_samples: int = CLIP_SAMPLES
     head: str = "penultimate"  # "tags": output the 50 tag logits; else a genre layer on these features
+    # ("penultimate+tags": the fine-tuned embedding and the kept tagger's tag logits, which need keep_tagger)
     pretrained: str = "msd"  # shipped tagger (weights/musicnn-<name>.pt) that initialises a new model; "" for none
     freeze: str = "front-end"  # what training leaves as it is: "none", "front-end" or "body" (all but the genre layer)
     head_dropout: float = 0.0  # dropout on the genre layer's input
@@ -204,8 +205,8 @@ class Musicnn(GenreNetwork):
     dense 50 (tag logits). About 0.79M parameters, 1.4 GMAC per 3-s clip, 95% of it in the
     front end.
 
-    `head` picks the output: the tag logits, or a genre layer on the penultimate embedding or
-    on the pooled 1506 features. `freeze` leaves part of a pretrained network as it is: the
+    `head` picks the output: the tag logits, or a genre layer on the penultimate embedding, on
+    the pooled 1506 features, or on the penultimate embedding and the kept tagger's 50 tag logits. `freeze` leaves part of a pretrained network as it is: the
     front end (then training caches its output per clip once, `front_features`, and trains
     the rest: mid end, back end and genre layer), or the whole body (a probe: only the genre
     layer trains). `keep_tagger` keeps a copy of the pretrained tagger's mid and back end as
@@ -228,6 +229,8 @@ class Musicnn(GenreNetwork):
             raise MgcError(f"head=tags outputs the {config.n_tags} tags; n_classes must be {config.n_tags}")
         if config.keep_tagger and (config.head == "tags" or not config.pretrained or config.freeze == "none"):
             raise MgcError("keep_tagger needs a genre head on a pretrained tagger with its front end frozen")
+        if config.head == "penultimate+tags" and not config.keep_tagger:
+            raise MgcError("head=penultimate+tags reads the kept tagger's tags: it needs keep_tagger=true")
         self.config = config
         self.front_end = MusicnnMel(config.clip_samples)
         self.input_norm = batchnorm(1)
@@ -243,7 +246,8 @@ class Musicnn(GenreNetwork):
             # global random stream, a run with keep_tagger trains the same genre network as one without.
             with torch.random.fork_rng(devices=[]):
                 self.tagger = TaggerBody(front_channels, config)
-        n_features = {"penultimate": config.backend_units, "pooled": pooled}.get(config.head)
+        n_features = {"penultimate": config.backend_units, "pooled": pooled,
+                      "penultimate+tags": config.backend_units + config.n_tags}.get(config.head)
         self.head_dropout = nn.Dropout(config.head_dropout)
         self.head = nn.Linear(n_features, config.n_classes) if n_features else None
         for parameter in self.frozen_modules().parameters():
@@ -283,11 +287,17 @@ class Musicnn(GenreNetwork):
         """The front end's output [B, 561, T]: what a frozen front end gives each clip in every epoch."""
         return self.front(self.front_end(wave))
 
-    def from_front_features(self, front: Tensor) -> Tensor:
-        """The logits, from `front_features`."""
+    def from_front_features(self, front: Tensor, tag_logits: Tensor | None = None) -> Tensor:
+        """The logits, from `front_features` (and the kept tagger's `tag_logits` of them, where already computed)."""
         pooled, penultimate = self.back(front)
         if self.head is None:
             return self.tags(self.dropout(penultimate))
+        if self.config.head == "penultimate+tags":
+            # The tagger's tags, as the Million Song Dataset taught them, beside the embedding
+            # fine-tuned on a few hundred tracks: a genre layer on both, rather than on the
+            # embedding alone, answered AllMusic's unseen artists better (weights/README.md).
+            tag_logits = self.tagger(front) if tag_logits is None else tag_logits
+            return self.head(self.head_dropout(torch.cat([penultimate, tag_logits], dim=1)))
         return self.head(self.head_dropout(penultimate if self.config.head == "penultimate" else pooled))
 
     def forward(self, wave: Tensor) -> Tensor:
@@ -302,7 +312,8 @@ class Musicnn(GenreNetwork):
         if self.tagger is None:
             raise MgcError("this musicnn keeps no tagger (keep_tagger=false)")
         front = self.front_features(wave)
-        return self.from_front_features(front), self.tagger(front)
+        tag_logits = self.tagger(front)
+        return self.from_front_features(front, tag_logits), tag_logits
 
     def learned_filters(self) -> dict[str, Tensor]:
         """The five front-end branches' filters, each times its BatchNorm's |scale| (the gain after its ReLU)."""
