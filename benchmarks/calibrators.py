@@ -13,9 +13,11 @@ probabilities p to p^(1/T), normalised (calibration.calibrate), with
     one temperature          T = t                            (what `mgc calibrate` fits)
     by novelty               T = t * (1 + a * novelty)         atypical tracks less sure
     by clip disagreement     T = t * (1 + a * disagreement)    the share of clips voting otherwise
+    by predicted genre       T = t_k for a track whose top genre is k    (t for genres predicted
+                             on fewer than MIN_GENRE_TRACKS tracks)
 
-t and a fit by minimum NLL (a set label on its summed probability) on four folds, scored on
-the fifth. ECE is over the tracks of one genre, each collection's beside the ECE a perfectly
+t and a (or each t_k) fit by minimum NLL (a set label on its summed probability) on four
+folds, scored on the fifth. ECE is over the tracks of one genre, each collection's beside the ECE a perfectly
 calibrated model would show on that many tracks (its floor).
 """
 
@@ -34,6 +36,7 @@ from mgcli.shipped import WEIGHTS_DIR
 from mgcli.training.datasets import genres_of
 
 SLOPES = np.linspace(-1.0, 3.0, 41)
+MIN_GENRE_TRACKS = 20  # a genre's own temperature is fit on at least this many tracks predicted as it
 FOLDS = 5
 REPEATS = 5
 
@@ -54,6 +57,21 @@ def fit(probabilities: np.ndarray, truths: np.ndarray, feature: np.ndarray | Non
     candidates = [(t, a) for t in TEMPERATURE_GRID[::4] for a in slopes if (1 + a * feature > 0).all()]
     losses = [negative_log_likelihood(calibrated(probabilities, t * (1 + a * feature)), truths) for t, a in candidates]
     return candidates[int(np.argmin(losses))]
+
+
+def fit_by_genre(probabilities: np.ndarray, truths: np.ndarray) -> dict[int, float]:
+    """A temperature per top genre (index -> t) with MIN_GENRE_TRACKS tracks or more, and one for the rest (key -1)."""
+    top = probabilities.argmax(axis=1)
+    temperatures = {-1: fit(probabilities, truths, None)[0]}
+    for genre in np.unique(top):
+        chosen = top == genre
+        if chosen.sum() >= MIN_GENRE_TRACKS:
+            temperatures[int(genre)] = fit(probabilities[chosen], truths[chosen], None)[0]
+    return temperatures
+
+
+def calibrated_by_genre(probabilities: np.ndarray, temperatures: dict[int, float]) -> np.ndarray:
+    return calibrated(probabilities, np.array([temperatures.get(int(k), temperatures[-1]) for k in probabilities.argmax(axis=1)]))
 
 
 def main() -> None:
@@ -78,29 +96,36 @@ def main() -> None:
 
     outside_probabilities = np.array([r["genres"] for r in outside])
     print(f"{len(rows)} valid tracks ({int(single.sum())} of one genre), {FOLDS}-fold cross-validated by artist, mean of {REPEATS} fold assignments\n")
-    print("| calibrator | " + " | ".join(f"ECE {c} (floor)" for c in COLLECTIONS) + " | ECE all (floor) | NLL | outside: mean top probability | fit on all: t, a |")
+    print("| calibrator | " + " | ".join(f"ECE {c} (floor)" for c in COLLECTIONS) + " | ECE all (floor) | NLL | outside: mean top probability | fit on all: t, a (or t by genre) |")
     print("|---|" + "---:|" * (len(COLLECTIONS) + 4))
-    for (name, feature), outside_feature in zip(features(rows).items(), features(outside).values()):
+    by_feature = (lambda p, truths, x: fit(p, truths, x), lambda p, x, ta: calibrated(p, ta[0] * (1 + (0.0 if x is None else ta[1] * x))))
+    by_genre = (lambda p, truths, x: fit_by_genre(p, truths), lambda p, x, temperatures: calibrated_by_genre(p, temperatures))
+    inside_features, outside_features = features(rows), features(outside)
+    # name -> (fit(probabilities, truths, feature) -> parameters, apply(probabilities, feature, parameters)), the track feature or None
+    candidates = {name: (*by_feature, inside_features[name], outside_features[name]) for name in inside_features}
+    candidates["by predicted genre"] = (*by_genre, None, None)
+    for name, (fit_on, apply, feature, outside_feature) in candidates.items():
+        part = lambda x, chosen: None if x is None else x[chosen]  # noqa: E731
         scores = []
         for seed in range(REPEATS):
             folds = artist_folds(rows, seed)
             predicted = np.zeros_like(probabilities)
             for k in range(FOLDS):
                 train, test = folds != k, folds == k
-                t, a = fit(probabilities[train], truths[train], None if feature is None else feature[train])
-                slope = 0.0 if feature is None else a * feature[test]
-                predicted[test] = calibrated(probabilities[test], t * (1 + slope))
+                parameters = fit_on(probabilities[train], truths[train], part(feature, train))
+                predicted[test] = apply(probabilities[test], part(feature, test), parameters)
             cells = []
             for chosen in [collection == c for c in COLLECTIONS] + [np.ones(len(rows), dtype=bool)]:
                 chosen &= single
                 cells += [expected_calibration_error(predicted[chosen], truths[chosen].argmax(1)), ece_of_a_calibrated_model(predicted[chosen])]
             scores.append(cells + [negative_log_likelihood(predicted, truths)])
         means = np.mean(scores, axis=0)
-        t, a = fit(probabilities, truths, feature)
-        outside_top = calibrated(outside_probabilities, t * (1 + (0.0 if feature is None else a * outside_feature))).max(axis=1).mean()
+        parameters = fit_on(probabilities, truths, feature)
+        outside_top = apply(outside_probabilities, outside_feature, parameters).max(axis=1).mean()
+        fitted = (", ".join(f"{model.labels[k] if k >= 0 else 'rest'} {t:.3f}" for k, t in parameters.items())
+                  if isinstance(parameters, dict) else f"{parameters[0]:.3f}, {parameters[1]:.2f}")
         eces = " | ".join(f"{means[2 * i]:.3f} ({means[2 * i + 1]:.3f})" for i in range(len(COLLECTIONS) + 1))
-        print(f"| {name} | {eces} | {means[-1]:.3f} | {outside_top:.3f} | {t:.3f}, {a:.2f} |", flush=True)
-
+        print(f"| {name} | {eces} | {means[-1]:.3f} | {outside_top:.3f} | {fitted} |", flush=True)
 
 if __name__ == "__main__":
     main()
