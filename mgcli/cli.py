@@ -18,7 +18,7 @@ from rich.text import Text
 
 from . import MgcError, __version__, printable
 from .audio import DEFAULT_HOP_SECONDS, AudioError
-from .explain.plot import (
+from .explain import (
     CUTOFFS_PIXELS,
     EXPLAIN_PIXELS,
     FILTERS_PIXELS,

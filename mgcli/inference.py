@@ -24,7 +24,7 @@ from typing import Protocol
 import numpy as np
 
 from . import MgcError
-from .audio import DEFAULT_HOP_SECONDS, SAMPLE_RATE, AudioError, DecodeNotes, stream
+from .audio import DEFAULT_HOP_SECONDS, SAMPLE_RATE, AudioError, DecodeNotes, read_clips, stream
 from .calibration import calibrate
 from .clips import ClipOutputs, clip_count, hop_samples, iter_clips, iter_spans, span_clips, spread_clips
 from .novelty import NoveltyScale
@@ -455,14 +455,40 @@ def _picked_ahead(paths: list[str], clip_samples: int, hop: int, budget: int, de
 
 
 def _picked_clips(
-    path: str, clip_samples: int, hop: int, budget: int, stop: threading.Event, n_clips: int | None = None
+    path: str, clip_samples: int, hop: int, budget: int, stop: threading.Event
 ) -> tuple[list[np.ndarray], FileEnd]:
     """A file's `budget` clips spread over it (clips.spread_clips), and its FileEnd.
 
-    The spread is planned on the length the header gives (`n_clips` clips when given), and the
-    file decoded whole, keeping only those clips: its warnings (silence, truncation) are the
-    whole file's. A file that turns out to hold fewer clips than the plan reached (a truncated
-    file) is decoded again, the clips spread over what it holds.
+    Read by seeking to each clip where the file allows it (audio.read_clips: its data ends where
+    its header says); else, and for a track of no more than `budget` clips, decoded whole
+    (_decoded_picks).
+    """
+    notes = DecodeNotes()
+
+    def starts(n_samples: int) -> list[int] | None:
+        n_clips = clip_count(n_samples, clip_samples, hop)
+        return [i * hop for i in spread_clips(n_clips, budget)] if n_clips > budget else None
+
+    try:
+        sought = read_clips(path, clip_samples, starts, notes)
+    except Exception as failure:  # reported per file: one bad file must not stop a folder
+        return [], FileEnd(_failure(path, failure), "", [], 0)
+    if sought is None:
+        return _decoded_picks(path, clip_samples, hop, budget, stop)
+    clips, n_samples = sought
+    n_clips = clip_count(n_samples, clip_samples, hop)
+    return clips, FileEnd("", notes.warning(path, clip_samples / SAMPLE_RATE), spread_clips(n_clips, budget), n_clips)
+
+
+def _decoded_picks(
+    path: str, clip_samples: int, hop: int, budget: int, stop: threading.Event, n_clips: int | None = None
+) -> tuple[list[np.ndarray], FileEnd]:
+    """_picked_clips, the file decoded whole, keeping only the clips picked.
+
+    The spread is planned on the length the header gives (`n_clips` clips when given): its
+    warnings (silence, truncation) are the whole file's. A file that turns out to hold fewer
+    clips than the plan reached (a truncated file) is decoded again, the clips spread over what
+    it holds.
     """
     notes = DecodeNotes()
     kept: list[np.ndarray] = []
@@ -481,7 +507,7 @@ def _picked_clips(
     except Exception as failure:  # reported per file: one bad file must not stop a folder
         return [], FileEnd(_failure(path, failure), "", [], 0)
     if n_clips is None and len(read) < min(budget, n_decoded) and not stop.is_set():
-        return _picked_clips(path, clip_samples, hop, budget, stop, n_decoded)
+        return _decoded_picks(path, clip_samples, hop, budget, stop, n_decoded)
     return kept, FileEnd("", notes.warning(path, clip_samples / SAMPLE_RATE), read, n_decoded)
 
 

@@ -115,3 +115,73 @@ def test_spans_hold_the_same_clips_as_the_clip_cutter(length, hop):
             assert 1 <= n <= max_clips and len(span) == length + (n - 1) * hop
             clips += [span[i * hop : i * hop + length] for i in range(n)]
         np.testing.assert_array_equal(np.stack(clips), expected)
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 6])
+def test_the_downmix_is_the_mean_of_the_channels_to_the_bit(tmp_path, channels):
+    x = np.random.default_rng(channels).standard_normal((20_000, channels)).astype(np.float32)
+    path = tmp_path / "noise.wav"
+    sf.write(str(path), x, audio.SAMPLE_RATE, subtype="FLOAT")
+    assert np.array_equal(audio.load(path), x.mean(axis=1, dtype=np.float32))
+
+
+def _music(rate: int, seconds: float, channels: int = 2) -> np.ndarray:
+    """A tone that changes every 0.4 s, noise and clicks: audio whose every clip differs."""
+    rng = np.random.default_rng(rate)
+    t = np.arange(int(rate * seconds)) / rate
+    pitch = 220 * 2 ** (np.floor(t / 0.4) % 12 / 12)
+    mono = 0.3 * np.sin(2 * np.pi * np.cumsum(pitch) / rate) + 0.03 * rng.standard_normal(len(t))
+    mono[:: rate // 3] = 0.9
+    return np.stack([np.roll(mono, 7 * c) for c in range(channels)], axis=1).astype(np.float32)
+
+
+@pytest.mark.parametrize(("suffix", "rate"), [
+    (".mp3", 44100), (".mp3", 22050), (".mp3", 48000), (".mp3", 16000), (".ogg", 44100), (".flac", 8000), (".wav", 16000), (".wav", 11025),
+])
+def test_clips_read_by_seeking_are_the_clips_of_the_streamed_file(tmp_path, suffix, rate):
+    """read_clips seeks to each clip and restarts the resampler a margin before it: what streaming the
+    whole file gives there, within float32 rounding; the last clip runs past the end, zero-padded."""
+    path = tmp_path / f"music{suffix}"
+    sf.write(str(path), _music(rate, 20.0), rate)
+    whole = audio.load(path)
+    starts = [0, 5, 16_001, 100_000, len(whole) - 50_000, len(whole) - 20_000]
+    notes = audio.DecodeNotes()
+    clips, n_samples = audio.read_clips(path, 48_000, lambda n: starts, notes)
+    assert n_samples == len(whole)
+    for start, clip in zip(starts, clips):
+        np.testing.assert_allclose(clip, np.pad(whole[start : start + 48_000], (0, max(0, start + 48_000 - len(whole)))), atol=1e-5)
+    assert notes.seconds == len(whole) / audio.SAMPLE_RATE and notes.warning(path, 3.0) == ""
+
+
+def test_a_truncated_file_is_sought_only_where_its_header_says_what_it_holds(tmp_path):
+    """A truncated MP3's header promises more than it holds: its true length is known only from
+    decoding it whole, and read_clips declines. libsndfile counts a truncated WAV's frames from
+    its data: it is sought, and warned about as when it is decoded whole."""
+    for suffix in (".mp3", ".wav"):
+        path = tmp_path / f"music{suffix}"
+        sf.write(str(path), _music(44100, 20.0), 44100)
+        truncated = tmp_path / f"truncated{suffix}"
+        truncated.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+        notes, streamed = audio.DecodeNotes(), audio.DecodeNotes()
+        list(audio.stream(truncated, notes=streamed))
+        sought = audio.read_clips(truncated, 48_000, lambda n: [0], notes)
+        if suffix == ".mp3":
+            assert sought is None and notes == audio.DecodeNotes()  # nothing heard
+        else:
+            assert sought[1] == round(streamed.seconds * audio.SAMPLE_RATE)
+            assert "truncated: its header promises 20.0 s, the file holds 10.0 s" in notes.warning(truncated, 3.0)
+            assert notes.warning(truncated, 3.0) == streamed.warning(truncated, 3.0)
+        assert audio.read_clips(path, 48_000, lambda n: None, notes) is None  # nothing to seek: read it whole
+
+
+def test_silence_of_sought_clips_is_theirs(tmp_path):
+    x = np.zeros((44100 * 20, 2), np.float32)
+    x[:44100] = _music(44100, 1.0)  # sound in the first second only
+    path = tmp_path / "quiet.wav"
+    sf.write(str(path), x, 44100)
+    notes = audio.DecodeNotes()
+    audio.read_clips(path, 48_000, lambda n: [96_000, 192_000], notes)
+    assert notes.warning(path, 3.0).endswith("silent: the genre is a guess")
+    notes = audio.DecodeNotes()
+    audio.read_clips(path, 48_000, lambda n: [0, 64_000, 128_000, 192_000], notes)  # 12 s, 1 of them sound
+    assert "91% silence: the genre rests on 1.1 s of sound" in notes.warning(path, 3.0)  # 1 s, and the resampler's ringing

@@ -13,7 +13,7 @@ from conftest import TINY, write_tone
 from test_bad_input import refused, weights  # noqa: F401 (a fixture)
 from test_cli import mgc
 
-from mgcli import MgcError
+from mgcli import MgcError, inference
 from mgcli.clips import AUTO_CLIPS, clip_count, iter_clips, parse_clip_budget, spread_clips
 from mgcli.cores import machine_cores
 from mgcli.inference import classify, classify_files, is_settled, load_model
@@ -71,6 +71,26 @@ def test_a_truncated_file_has_its_clips_spread_over_what_it_holds(trained_run, t
     result = classify(model, truncated, hop_seconds=0.5, clip_budget=2)
     assert result.clips == 2 and result.clip_starts == [0.5, 1.5]  # spread over 2 s, not over the promised 8
     assert "truncated" in result.warning
+
+
+def test_a_long_mp3_is_read_by_seeking_to_its_clips_and_a_truncated_one_decoded_whole(trained_run, tmp_path, monkeypatch):
+    """A 4-min MP3 decoded whole cost 0.2 s, its 10 clips read by seeking a quarter of that
+    (audio.read_clips): the same clips, within float32 rounding; a truncated MP3, whose header
+    promises more than it holds, is decoded whole, its clips spread over what it holds."""
+    model = load_model(trained_run / "best.pt", "cpu")
+    song = write_tone(tmp_path / "long.mp3", 3000, 12.0, rate=44100, channels=2)
+    every = classify(model, song, hop_seconds=0.5)
+    decoded_whole = []
+    decode = inference._decoded_picks
+    monkeypatch.setattr(inference, "_decoded_picks", lambda *args: decoded_whole.append(args[0]) or decode(*args))
+    some = classify(model, song, hop_seconds=0.5, clip_budget=4)
+    assert not decoded_whole and some.clip_starts == [0.5 * i for i in spread_clips(24, 4)]
+    np.testing.assert_allclose(some.clip_logits, every.clip_logits[spread_clips(24, 4)], atol=1e-4)
+    truncated = tmp_path / "truncated.mp3"
+    truncated.write_bytes(song.read_bytes()[: song.stat().st_size // 2])
+    result = classify(model, truncated, hop_seconds=0.5, clip_budget=4)
+    assert set(decoded_whole) == {str(truncated)} and "truncated: its header promises 12.0 s" in result.warning
+    assert result.clip_starts == [0.5 * i for i in spread_clips(every.clips // 2, 4)]
 
 
 def test_a_lead_is_settled_when_it_stands_out_of_the_clips_spread_and_the_track_left_unread(trained_run):

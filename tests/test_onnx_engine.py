@@ -72,6 +72,7 @@ def test_predict_and_tags_import_no_torch(tmp_path):
         imported = [line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")]
         assert "onnxruntime" in imported and "mgcli.onnx_engine" in imported
         assert not [module for module in imported if module.split(".")[0] == "torch"]
+        assert "mgcli.explain.plot" not in imported  # nor the plotting code: its figure sizes live in mgcli.explain
 
 
 @pytest.fixture(scope="module")

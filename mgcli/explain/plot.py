@@ -19,6 +19,7 @@ import numpy as np
 from .. import MgcError
 from ..audio import SAMPLE_RATE, hz_to_mel, mel_to_hz
 from ..files import write_atomic
+from . import CUTOFFS_PIXELS, EXPLAIN_PIXELS, FILTERS_PIXELS, RESPONSES_PIXELS, SPECTROGRAMS_PIXELS, TIMELINE_PIXELS
 from .results import ClipSpectrograms, Explanation, FilterBank, InputExplanation, SincFilters
 
 if TYPE_CHECKING:
@@ -26,12 +27,6 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 DPI = 100
-EXPLAIN_PIXELS = (1400, 1000)  # mgc explain
-TIMELINE_PIXELS = (1200, 400)  # mgc predict --timeline-png
-CUTOFFS_PIXELS = (1200, 600)  # mgc inspect: sinc-cutoffs.png
-RESPONSES_PIXELS = (1200, 900)  # mgc inspect: sinc-responses.png
-SPECTROGRAMS_PIXELS = (1600, 800)  # mgc inspect --audio: spectrograms.png
-FILTERS_PIXELS = (1600, 900)  # mgc inspect: front-end-filters.png
 
 
 def require_matplotlib() -> type[Figure]:
